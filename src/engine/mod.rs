@@ -1,0 +1,2 @@
+//! The compute side: device and dtype, weight loading, model ports, samplers, pipelines.
+//! No terminal or CLI crates here.
