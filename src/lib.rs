@@ -5,3 +5,4 @@
 //! [`jobs`] (queue, progress events, cancellation) is driven by the CLI and the TUI.
 
 pub mod engine;
+pub mod nano;

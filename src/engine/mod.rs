@@ -1,2 +1,7 @@
 //! The compute side: device and dtype, weight loading, model ports, samplers, pipelines.
 //! No terminal or CLI crates here.
+
+pub mod models;
+pub mod pipelines;
+pub mod samplers;
+pub mod weights;

@@ -1,0 +1,1 @@
+//! MagiHuman single-stream DiT (GAIR-NLP/daVinci-MagiHuman @ 209209b).

@@ -1,0 +1,3 @@
+//! Model ports, one folder per model, one file per stage.
+
+pub mod magihuman;

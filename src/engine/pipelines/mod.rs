@@ -1,0 +1,1 @@
+//! Generation pipelines: sampling loops that tie the models and schedulers together.

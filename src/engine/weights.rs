@@ -1,0 +1,1 @@
+//! Weight loading: safetensors (single, sharded, zstd-compressed) and PyTorch pickles.
