@@ -5,4 +5,6 @@
 //! [`jobs`] (queue, progress events, cancellation) is driven by the CLI and the TUI.
 
 pub mod engine;
+pub mod media;
 pub mod nano;
+pub mod spec;

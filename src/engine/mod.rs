@@ -3,5 +3,6 @@
 
 pub mod models;
 pub mod pipelines;
+pub mod registry;
 pub mod samplers;
 pub mod weights;
