@@ -452,3 +452,22 @@ fn seeded_noise_is_standard_normal() {
         "mean {mean} var {var}"
     );
 }
+
+/// The whole thing: the tiny DiT of the case weights inside the loop.
+#[test]
+fn sampler_golden_cases_with_dit() {
+    use happyhorse::engine::pipelines::{run_sampler_golden_case, run_sampler_golden_case_debug};
+    for case in CASES {
+        let dir = fixture(case);
+        let expected = run_sampler_golden_case(&dir).unwrap();
+        assert_eq!(expected.len(), load(&dir, "expected.safetensors").len());
+        check_against(
+            &dir,
+            &expected.into_iter().collect(),
+            "expected.safetensors",
+        );
+        let debug = run_sampler_golden_case_debug(&dir).unwrap();
+        assert_eq!(debug.len(), load(&dir, "debug.safetensors").len());
+        check_against(&dir, &debug.into_iter().collect(), "debug.safetensors");
+    }
+}

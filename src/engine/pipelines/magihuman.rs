@@ -12,6 +12,7 @@ use candle_core as candle;
 
 use candle::{DType, Device, Tensor};
 
+use crate::engine::models::magihuman::{DataProxyConfig, MagiHuman, ModelConfig};
 use crate::engine::samplers::FlowUniPcScheduler;
 
 /// A velocity predictor for the joint latents: one conditional forward of the DiT.
@@ -37,6 +38,18 @@ impl<D: Denoiser + ?Sized> Denoiser for &D {
         txt_len: usize,
     ) -> candle::Result<(Tensor, Tensor)> {
         (**self).velocity(latent_video, latent_audio, txt_feat, txt_len)
+    }
+}
+
+impl Denoiser for MagiHuman {
+    fn velocity(
+        &self,
+        latent_video: &Tensor,
+        latent_audio: &Tensor,
+        txt_feat: &Tensor,
+        txt_len: usize,
+    ) -> candle::Result<(Tensor, Tensor)> {
+        MagiHuman::velocity(self, latent_video, latent_audio, txt_feat, txt_len)
     }
 }
 
@@ -528,4 +541,76 @@ pub fn run_sampler_case_with<D: Denoiser + ?Sized>(
         Tensor::new(sigmas.as_slice(), &Device::Cpu)?,
     );
     Ok(all)
+}
+
+/// Keeps the tensors `reference` (a safetensors file of the case) names, in its dtypes, sorted.
+fn select_like(
+    mut all: HashMap<String, Tensor>,
+    dir: &std::path::Path,
+    reference: &str,
+) -> candle::Result<Vec<(String, Tensor)>> {
+    let wanted = crate::engine::samplers::read_case_tensors(dir, reference)?;
+    let mut names: Vec<_> = wanted.keys().cloned().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| match all.remove(&name) {
+            Some(t) => Ok((name.clone(), t.to_dtype(wanted[&name].dtype())?)),
+            None => candle::bail!(
+                "{}: {reference} asks for `{name}`, which the magihuman_sampler runner does not \
+                 produce",
+                dir.display()
+            ),
+        })
+        .collect()
+}
+
+/// The DiT of a `magihuman_sampler` case: `config.model` and `config.data_proxy` of case.json
+/// with `weights.safetensors`, on the CPU in f32.
+fn case_model(dir: &std::path::Path) -> candle::Result<MagiHuman> {
+    let case = crate::engine::samplers::read_case_json(dir)?;
+    let component = case["component"].as_str().unwrap_or_default();
+    if component != "magihuman_sampler" {
+        candle::bail!(
+            "{}: component is `{component}`, expected `magihuman_sampler`",
+            dir.join("case.json").display()
+        )
+    }
+    let parse = |field: &str| {
+        candle::Error::Msg(format!(
+            "{}: config.{field} does not match the DiT config",
+            dir.join("case.json").display()
+        ))
+    };
+    let model: ModelConfig = serde_json::from_value(case["config"]["model"].clone())
+        .map_err(|e| candle::Error::Msg(format!("{}: {e}", parse("model"))))?;
+    let proxy: DataProxyConfig = serde_json::from_value(case["config"]["data_proxy"].clone())
+        .map_err(|e| candle::Error::Msg(format!("{}: {e}", parse("data_proxy"))))?;
+    let weights = crate::engine::samplers::read_case_tensors(dir, "weights.safetensors")?;
+    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    MagiHuman::new(&model, &proxy, vb)
+}
+
+/// Runs a `magihuman_sampler` golden case folder (the tiny DiT of its weights, the loop, on the
+/// CPU in f32) and returns every tensor `expected.safetensors` names, with its dtype
+/// (`timesteps` i64), sorted by name.
+pub fn run_sampler_golden_case(dir: &std::path::Path) -> candle::Result<Vec<(String, Tensor)>> {
+    let model = case_model(dir)?;
+    select_like(
+        run_sampler_case_with(dir, &model)?,
+        dir,
+        "expected.safetensors",
+    )
+}
+
+/// Same run, returning the per-step tensors `debug.safetensors` names.
+pub fn run_sampler_golden_case_debug(
+    dir: &std::path::Path,
+) -> candle::Result<Vec<(String, Tensor)>> {
+    let model = case_model(dir)?;
+    select_like(
+        run_sampler_case_with(dir, &model)?,
+        dir,
+        "debug.safetensors",
+    )
 }

@@ -8,6 +8,7 @@
 pub mod magihuman;
 
 pub use magihuman::{
-    sample, Denoiser, NoiseSource, QueuedNoise, SampleError, SampleOutput, SamplerConfig,
-    SamplerInputs, SeededNoise, StepEvent, TextCondition,
+    run_sampler_golden_case, run_sampler_golden_case_debug, sample, Denoiser, NoiseSource,
+    QueuedNoise, SampleError, SampleOutput, SamplerConfig, SamplerInputs, SeededNoise, StepEvent,
+    TextCondition,
 };

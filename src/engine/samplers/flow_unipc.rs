@@ -57,7 +57,7 @@ impl FlowUniPcScheduler {
         if num_inference_steps == 0 {
             bail!("num_inference_steps must be at least 1")
         }
-        if !(shift > 0.0) {
+        if shift.is_nan() || shift <= 0.0 {
             bail!("shift must be positive, got {shift}")
         }
         let (timesteps, sigmas) = Self::schedule(num_inference_steps, shift);
