@@ -471,3 +471,21 @@ fn sampler_golden_cases_with_dit() {
         check_against(&dir, &debug.into_iter().collect(), "debug.safetensors");
     }
 }
+
+#[test]
+fn text_pad_or_trim() {
+    use happyhorse::engine::pipelines::pad_or_trim_text;
+    let dev = Device::Cpu;
+    let emb = Tensor::ones((1, 7, 3), DType::F32, &dev).unwrap();
+    let (p, len) = pad_or_trim_text(&emb, 12).unwrap();
+    assert_eq!((p.dims(), len), (&[1, 12, 3][..], 7));
+    assert_eq!(
+        p.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+        21.0,
+        "zero padding"
+    );
+    let (p, len) = pad_or_trim_text(&emb, 7).unwrap();
+    assert_eq!((p.dims(), len), (&[1, 7, 3][..], 7));
+    let (p, len) = pad_or_trim_text(&emb, 5).unwrap();
+    assert_eq!((p.dims(), len), (&[1, 5, 3][..], 5));
+}

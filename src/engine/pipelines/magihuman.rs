@@ -132,6 +132,22 @@ pub struct SamplerInputs<'a> {
     pub audio_given: bool,
 }
 
+/// `pad_or_trim(emb, target, dim=1)` of `inference/pipeline/prompt_process.py`: a shorter
+/// embedding `[1, L, C]` is zero-padded to `target` rows and keeps its own length; a longer or
+/// equal one is cut to `target` rows and its length is `target`. Returns the embedding in f32.
+pub fn pad_or_trim_text(feat: &Tensor, target: usize) -> candle::Result<(Tensor, usize)> {
+    if feat.rank() != 3 {
+        candle::bail!("text embedding must be [1, L, C], got {:?}", feat.dims())
+    }
+    let rows = feat.dim(1)?;
+    let feat = feat.to_dtype(DType::F32)?;
+    if rows < target {
+        Ok((feat.pad_with_zeros(1, 0, target - rows)?, rows))
+    } else {
+        Ok((feat.narrow(1, 0, target)?, target))
+    }
+}
+
 /// What one denoising step saw and produced.
 #[derive(Debug, Clone, Copy)]
 pub struct StepEvent<'a> {

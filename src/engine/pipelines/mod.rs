@@ -8,7 +8,7 @@
 pub mod magihuman;
 
 pub use magihuman::{
-    run_sampler_golden_case, run_sampler_golden_case_debug, sample, Denoiser, NoiseSource,
-    QueuedNoise, SampleError, SampleOutput, SamplerConfig, SamplerInputs, SeededNoise, StepEvent,
-    TextCondition,
+    pad_or_trim_text, run_sampler_golden_case, run_sampler_golden_case_debug, sample, Denoiser,
+    NoiseSource, QueuedNoise, SampleError, SampleOutput, SamplerConfig, SamplerInputs, SeededNoise,
+    StepEvent, TextCondition,
 };
