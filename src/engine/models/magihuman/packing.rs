@@ -1,0 +1,334 @@
+//! Sequence packing of the MagiHuman DiT: video, audio and text tokens in one stream.
+//!
+//! Port of `MagiDataProxy.process_input` / `process_output`, `get_coords` and
+//! `calc_local_qk_range` in `inference/pipeline/data_proxy.py` of GAIR-NLP/daVinci-MagiHuman at
+//! commit 209209b, for batch 1 (the only size the pipeline uses).
+
+use candle::{DType, Device, IndexOp, Result, Tensor};
+use candle_core as candle;
+
+use super::config::{CoordsStyle, DataProxyConfig};
+
+/// Modality ids as the reference numbers them; also the expert index in multi-modality layers.
+pub const VIDEO: usize = 0;
+pub const AUDIO: usize = 1;
+pub const TEXT: usize = 2;
+
+/// Token counts of the packed sequence `[video; audio; text]`. Each modality is one contiguous
+/// row range, which is what lets the experts run on slices instead of gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModalityRanges {
+    pub video: usize,
+    pub audio: usize,
+    pub text: usize,
+}
+
+impl ModalityRanges {
+    pub fn total(&self) -> usize {
+        self.video + self.audio + self.text
+    }
+
+    /// `(start, len)` of each modality, in expert order.
+    pub fn spans(&self) -> [(usize, usize); 3] {
+        [
+            (0, self.video),
+            (self.video, self.audio),
+            (self.video + self.audio, self.text),
+        ]
+    }
+
+    /// The `[L]` modality ids.
+    pub fn modality_ids(&self) -> Vec<i64> {
+        let mut ids = vec![VIDEO as i64; self.video];
+        ids.extend(std::iter::repeat_n(AUDIO as i64, self.audio));
+        ids.extend(std::iter::repeat_n(TEXT as i64, self.text));
+        ids
+    }
+}
+
+/// One `(q_range, k_range)` pair of the ranged attention: queries `[q.0, q.1)` read keys
+/// `[k.0, k.1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkRange {
+    pub q: (usize, usize),
+    pub k: (usize, usize),
+}
+
+/// Video geometry needed to undo the patchify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoGrid {
+    pub channels: usize,
+    /// Latent sizes (T, H, W).
+    pub t: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pt: usize,
+    pub p: usize,
+}
+
+impl VideoGrid {
+    /// Token grid (T', H', W').
+    pub fn tokens_thw(&self) -> (usize, usize, usize) {
+        (self.t / self.pt, self.h / self.p, self.w / self.p)
+    }
+
+    pub fn num_tokens(&self) -> usize {
+        let (t, h, w) = self.tokens_thw();
+        t * h * w
+    }
+
+    /// Features per video token (Cv).
+    pub fn token_channels(&self) -> usize {
+        self.channels * self.pt * self.p * self.p
+    }
+}
+
+/// The packed input of one forward.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// `[L, Cmax]`, zero-padded on the right.
+    pub x: Tensor,
+    /// `[L, 9]` f32 `(t, h, w, T, H, W, refT, refH, refW)`.
+    pub coords: Vec<[f32; 9]>,
+    pub ranges: ModalityRanges,
+    pub grid: VideoGrid,
+    /// Audio features per token (Ca).
+    pub audio_channels: usize,
+    /// Local-attention `(q_range, k_range)` pairs, when `frame_receptive_field != -1`.
+    pub local_ranges: Option<Vec<QkRange>>,
+}
+
+impl Packed {
+    pub fn coords_tensor(&self, device: &Device) -> Result<Tensor> {
+        let flat: Vec<f32> = self.coords.iter().flatten().copied().collect();
+        Tensor::from_vec(flat, (self.coords.len(), 9), device)
+    }
+
+    pub fn modality_tensor(&self, device: &Device) -> Result<Tensor> {
+        let ids = self.ranges.modality_ids();
+        Tensor::from_vec(ids, self.ranges.total(), device)
+    }
+}
+
+/// `UnfoldNd` with kernel = stride = (pT, p, p): `[1, C, T, H, W]` → `[T'H'W', C*pT*p*p]`,
+/// tokens `(t, h, w)` row-major, features `(c, kt, kh, kw)`.
+pub fn patchify(latent_video: &Tensor, pt: usize, p: usize) -> Result<(Tensor, VideoGrid)> {
+    let (b, c, t, h, w) = latent_video.dims5()?;
+    if b != 1 || pt == 0 || p == 0 || t % pt != 0 || h % p != 0 || w % p != 0 {
+        candle::bail!(
+            "magihuman patchify: latent_video {:?} needs batch 1 and T, H, W divisible by ({pt}, {p}, {p})",
+            latent_video.dims()
+        )
+    }
+    let grid = VideoGrid {
+        channels: c,
+        t,
+        h,
+        w,
+        pt,
+        p,
+    };
+    let (tt, hh, ww) = grid.tokens_thw();
+    let x = latent_video
+        .reshape(vec![c, tt, pt, hh, p, ww, p])?
+        .permute(vec![1, 3, 5, 0, 2, 4, 6])?
+        .reshape((tt * hh * ww, c * pt * p * p))?;
+    Ok((x, grid))
+}
+
+/// Inverse of the output layout: `[Nv, pT*p*p*C]` with features `(kt, kh, kw, c)` (not the
+/// input's `(c, kt, kh, kw)`: `final_linear_video` was trained for this order) → `[1, C, T, H, W]`.
+pub fn depatchify(tokens: &Tensor, grid: &VideoGrid) -> Result<Tensor> {
+    let (tt, hh, ww) = grid.tokens_thw();
+    let (c, pt, p) = (grid.channels, grid.pt, grid.p);
+    let (n, f) = tokens.dims2()?;
+    if n != tt * hh * ww || f != grid.token_channels() {
+        candle::bail!(
+            "magihuman depatchify: tokens {:?} do not match grid {tt}x{hh}x{ww} with {} features",
+            tokens.dims(),
+            grid.token_channels()
+        )
+    }
+    tokens
+        .reshape(vec![tt, hh, ww, pt, p, p, c])?
+        .permute(vec![6, 0, 3, 1, 4, 2, 5])?
+        .reshape((1, c, grid.t, grid.h, grid.w))
+}
+
+/// `get_coords`: one row per `(t, h, w)` of `shape`, row-major, with the sizes and reference sizes.
+fn grid_coords(out: &mut Vec<[f32; 9]>, shape: [usize; 3], reference: [usize; 3], offset_t: i64) {
+    let [st, sh, sw] = shape;
+    let meta = [
+        st as f32,
+        sh as f32,
+        sw as f32,
+        reference[0] as f32,
+        reference[1] as f32,
+        reference[2] as f32,
+    ];
+    for t in 0..st {
+        for h in 0..sh {
+            for w in 0..sw {
+                let tc = (t as i64 + offset_t) as f32;
+                out.push([
+                    tc, h as f32, w as f32, meta[0], meta[1], meta[2], meta[3], meta[4], meta[5],
+                ]);
+            }
+        }
+    }
+}
+
+/// Coordinates of the packed sequence. Video reference sizes equal the sizes because the
+/// reference hard-codes `spatial_rope_interpolation = "extra"`.
+pub fn coords(
+    grid: &VideoGrid,
+    num_audio: usize,
+    num_text: usize,
+    cfg: &DataProxyConfig,
+) -> Vec<[f32; 9]> {
+    let (tt, hh, ww) = grid.tokens_thw();
+    let mut out = Vec::with_capacity(grid.num_tokens() + num_audio + num_text);
+    grid_coords(&mut out, [tt, hh, ww], [tt, hh, ww], 0);
+    match cfg.coords_style {
+        CoordsStyle::V1 => {
+            grid_coords(&mut out, [num_audio, 1, 1], [tt, 1, 1], 0);
+            grid_coords(&mut out, [num_text, 1, 1], [2, 1, 1], cfg.text_offset);
+        }
+        CoordsStyle::V2 => {
+            // Audio runs 4x the latent frame rate: this ref size makes rope align the two.
+            let audio_ref_t = (num_audio.saturating_sub(1) / 4 + 1) / grid.pt;
+            grid_coords(&mut out, [num_audio, 1, 1], [audio_ref_t, 1, 1], 0);
+            grid_coords(&mut out, [num_text, 1, 1], [1, 1, 1], -(num_text as i64));
+        }
+    }
+    out
+}
+
+/// `calc_local_qk_range`: `num_frames` is the latent time size T (not T/pT), as in the reference.
+pub fn local_qk_ranges(
+    num_video: usize,
+    num_audio_text: usize,
+    num_frames: usize,
+    frame_receptive_field: usize,
+) -> Vec<QkRange> {
+    let total = num_video + num_audio_text;
+    let tpf = num_video / num_frames.max(1);
+    let f = frame_receptive_field;
+    let mut pairs = Vec::with_capacity(num_frames + 2);
+    for j in 0..num_frames {
+        let k0 = (j.saturating_sub(f) * tpf).min(num_video);
+        let k1 = ((j + f + 1) * tpf).min(num_video);
+        pairs.push(QkRange {
+            q: (j * tpf, (j + 1) * tpf),
+            k: (k0, k1),
+        });
+    }
+    pairs.push(QkRange {
+        q: (0, num_video),
+        k: (num_video, total),
+    });
+    pairs.push(QkRange {
+        q: (num_video, total),
+        k: (0, total),
+    });
+    pairs
+}
+
+/// Boolean-mask equivalent of the ranged attention, as an additive bias `[L, L]` (0 where a
+/// query may read a key, -inf elsewhere). The key ranges covering one query never overlap, so
+/// the masked softmax equals the reference's flex attention.
+pub fn local_attn_bias(
+    pairs: &[QkRange],
+    total: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut bias = vec![f32::NEG_INFINITY; total * total];
+    for &QkRange {
+        q: (q0, q1),
+        k: (k0, k1),
+    } in pairs
+    {
+        for q in q0..q1.min(total) {
+            let row = &mut bias[q * total..(q + 1) * total];
+            for v in &mut row[k0.min(total)..k1.min(total)] {
+                *v = 0.0;
+            }
+        }
+    }
+    Tensor::from_vec(bias, (total, total), device)?.to_dtype(dtype)
+}
+
+/// `process_input` for batch 1: patchify the video, keep all audio rows and the first
+/// `txt_len` text rows, zero-pad every part to `Cmax` columns and concatenate.
+pub fn pack(
+    latent_video: &Tensor,
+    latent_audio: &Tensor,
+    txt_feat: &Tensor,
+    txt_len: usize,
+    cfg: &DataProxyConfig,
+) -> Result<Packed> {
+    let (video, grid) = patchify(latent_video, cfg.t_patch_size, cfg.patch_size)?;
+    let (ba, na, ca) = latent_audio.dims3()?;
+    let (bt, nt_pad, ct) = txt_feat.dims3()?;
+    if ba != 1 || bt != 1 || txt_len > nt_pad {
+        candle::bail!(
+            "magihuman pack: latent_audio {:?} and txt_feat {:?} need batch 1 and txt_len {txt_len} <= {nt_pad}",
+            latent_audio.dims(),
+            txt_feat.dims()
+        )
+    }
+    let audio = latent_audio.i(0)?;
+    let text = txt_feat.i(0)?.narrow(0, 0, txt_len)?;
+    let cv = grid.token_channels();
+    let cmax = cv.max(ca).max(ct);
+    let dtype = latent_video.dtype();
+    let pad = |t: Tensor, c: usize| -> Result<Tensor> {
+        let t = t.to_dtype(dtype)?;
+        if c < cmax {
+            t.pad_with_zeros(1, 0, cmax - c)
+        } else {
+            Ok(t)
+        }
+    };
+    let x = Tensor::cat(&[pad(video, cv)?, pad(audio, ca)?, pad(text, ct)?], 0)?;
+
+    let ranges = ModalityRanges {
+        video: grid.num_tokens(),
+        audio: na,
+        text: txt_len,
+    };
+    let coords = coords(&grid, na, txt_len, cfg);
+    let local_ranges = if cfg.frame_receptive_field >= 0 {
+        Some(local_qk_ranges(
+            ranges.video,
+            na + txt_len,
+            grid.t,
+            cfg.frame_receptive_field as usize,
+        ))
+    } else {
+        None
+    };
+    Ok(Packed {
+        x,
+        coords,
+        ranges,
+        grid,
+        audio_channels: ca,
+        local_ranges,
+    })
+}
+
+/// `process_output`: the model output `[L, max(Cv, Ca)]` → (`v_video [1,C,T,H,W]`, `v_audio [1,Na,Ca]`).
+pub fn depack(out: &Tensor, packed: &Packed) -> Result<(Tensor, Tensor)> {
+    let r = packed.ranges;
+    let video = out
+        .narrow(0, 0, r.video)?
+        .narrow(1, 0, packed.grid.token_channels())?;
+    let video = depatchify(&video, &packed.grid)?;
+    let audio = out
+        .narrow(0, r.video, r.audio)?
+        .narrow(1, 0, packed.audio_channels)?
+        .unsqueeze(0)?;
+    Ok((video, audio))
+}
