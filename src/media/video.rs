@@ -55,7 +55,7 @@ struct Muxer<'a> {
     octx: format::context::Output,
 }
 
-fn ff(path: &Path, op: &'static str) -> impl Fn(ffmpeg::Error) -> MediaError + '_ {
+fn ff<'p>(path: &'p Path, op: &'static str) -> impl Fn(ffmpeg::Error) -> MediaError + 'p {
     move |source| MediaError::Ffmpeg {
         path: path.to_path_buf(),
         op,

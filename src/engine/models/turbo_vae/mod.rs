@@ -1,0 +1,1 @@
+//! TurboVAED: the distilled Wan2.2 video decoder of daVinci-MagiHuman.
