@@ -378,3 +378,66 @@ fn half_precision_tracks_golden() {
         }
     }
 }
+
+/// One transformer layer on CPU at a width from the environment (defaults: hidden 1024,
+/// head_dim 128, 8 q heads, 2 kv groups, 3860 tokens, expert layer). The released width is
+/// `HH_BENCH_HIDDEN=5120 HH_BENCH_KV=8`. Run with `cargo test --test magihuman_dit -- --ignored`.
+#[test]
+#[ignore]
+fn bench_transformer_layer() {
+    use candle_nn::VarBuilder;
+    use happyhorse::engine::models::magihuman::{
+        ElementWiseFourierEmbed, ModalityRanges, TransformerLayer,
+    };
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let dtype = match std::env::var("HH_BENCH_DTYPE").as_deref() {
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        _ => DType::F32,
+    };
+    let cfg = ModelConfig {
+        num_layers: 1,
+        hidden_size: env("HH_BENCH_HIDDEN", 1024),
+        head_dim: 128,
+        num_query_groups: env("HH_BENCH_KV", 2),
+        num_heads_q: 0,
+        num_heads_kv: 0,
+        mm_layers: vec![0],
+        gelu7_layers: vec![],
+        ..ModelConfig::base()
+    };
+    let l = env("HH_BENCH_TOKENS", 3860);
+    let dev = Device::Cpu;
+    let weights: HashMap<String, Tensor> = random_weights(&cfg)
+        .into_iter()
+        .filter_map(|(n, t)| {
+            n.strip_prefix("block.layers.0.")
+                .map(|n| (n.to_string(), t))
+        })
+        .collect();
+    let vb = VarBuilder::from_tensors(weights, dtype, &dev);
+    let layer = TransformerLayer::new(&cfg, 0, vb).unwrap();
+    let ranges = ModalityRanges {
+        video: l - 700,
+        audio: 100,
+        text: 600,
+    };
+    let coords: Vec<[f32; 9]> = (0..l)
+        .map(|i| [i as f32, 0., 0., l as f32, 1., 1., l as f32, 1., 1.])
+        .collect();
+    let b = cfg.head_dim / 8;
+    let rope = ElementWiseFourierEmbed::from_bands(
+        (0..b).map(|k| 1e-4f32.powf(k as f32 / b as f32)).collect(),
+    )
+    .forward(&coords, &dev)
+    .unwrap();
+    let h = Tensor::randn(0f32, 1., (l, cfg.hidden_size), &dev).unwrap();
+    let t = std::time::Instant::now();
+    let out = layer.forward(&h, &rope, &ranges, None).unwrap();
+    eprintln!("layer {:?} {dtype:?} x{l}: {:.2?}", out.dims(), t.elapsed());
+}
