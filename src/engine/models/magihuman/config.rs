@@ -67,8 +67,9 @@ impl ModelConfig {
             enable_attn_gating: true,
             activation_type: "swiglu7".into(),
             gelu7_layers: vec![0, 1, 2, 3],
-            num_heads_q: 40,
-            num_heads_kv: 8,
+            // Derived (the reference default is 0 too), so `..base()` with another width stays valid.
+            num_heads_q: 0,
+            num_heads_kv: 0,
             post_norm_layers: vec![],
         }
     }
