@@ -1,3 +1,4 @@
 //! Model ports, one folder per model, one file per stage.
 
 pub mod magihuman;
+pub mod sa_audio;

@@ -1,0 +1,76 @@
+//! Golden parity for the audio VAE (decode, encode) and the final resampler.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use happyhorse::engine::models::sa_audio::run_golden_case;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tolerance(case: &serde_json::Value, name: &str) -> (f64, f64) {
+    let t = case
+        .pointer(&format!("/tolerance_per_tensor/{name}"))
+        .or_else(|| case.get("tolerance"))
+        .expect("case.json has a tolerance");
+    (t["atol"].as_f64().unwrap(), t["rtol"].as_f64().unwrap())
+}
+
+fn check_case(name: &str) {
+    let dir = fixture(name);
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let expected =
+        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let got = run_golden_case(&dir).unwrap();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{name}: one output per expected tensor"
+    );
+    for (tensor, g) in &got {
+        let e = &expected[tensor];
+        assert_eq!(g.dims(), e.dims(), "{name}/{tensor}: shape");
+        assert_eq!(g.dtype(), e.dtype(), "{name}/{tensor}: dtype");
+        let flat = |t: &Tensor| -> Vec<f64> {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (g, e) = (flat(g), flat(e));
+        let (atol, rtol) = tolerance(&case, tensor);
+        let mut max_abs = 0f64;
+        let mut worst_ratio = 0f64;
+        for (x, y) in g.iter().zip(&e) {
+            let d = (x - y).abs();
+            max_abs = max_abs.max(d);
+            worst_ratio = worst_ratio.max(d / (atol + rtol * y.abs()));
+        }
+        println!(
+            "{name}/{tensor}: max |got-exp| = {max_abs:.3e} (atol {atol:e}, rtol {rtol:e}, \
+             worst fraction of allowance {worst_ratio:.3})"
+        );
+        assert!(worst_ratio <= 1.0, "{name}/{tensor}: out of tolerance");
+    }
+}
+
+#[test]
+fn sa_audio_vae_decode() {
+    check_case("sa_audio_vae_decode");
+}
+
+#[test]
+fn sa_audio_vae_encode() {
+    check_case("sa_audio_vae_encode");
+}
+
+#[test]
+fn audio_resample() {
+    check_case("audio_resample");
+}
