@@ -74,3 +74,16 @@ fn sa_audio_vae_encode() {
 fn audio_resample() {
     check_case("audio_resample");
 }
+
+/// `cargo test --test sa_audio bench_decode -- --ignored --nocapture` (deps are optimised
+/// even in the test profile, and they do all the work).
+#[test]
+#[ignore]
+fn bench_decode() {
+    let secs: f32 = std::env::var("HH_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let r = happyhorse::engine::models::sa_audio::bench::bench_decode(secs, &Device::Cpu).unwrap();
+    println!("{r:?}");
+}

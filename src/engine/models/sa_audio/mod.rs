@@ -12,6 +12,7 @@
 //! [`resample_audio_sinc`] takes time-first `[L, 2]`.
 
 pub mod autoencoder;
+pub mod bench;
 pub mod case;
 pub mod config;
 pub mod oobleck;

@@ -28,11 +28,22 @@ fn bias_1c1(vb: &VarBuilder, channels: usize) -> Result<Tensor> {
     vb.get(channels, "bias")?.reshape((1, channels, 1))
 }
 
+/// Output samples per stacked-tap matmul, so that the `[k*C, chunk]` operand stays near
+/// 256 MB at the released widths instead of growing with the clip length.
+const CONV_CHUNK_ELEMS: usize = 64 << 20;
+
 /// Weight-normalised Conv1d (`WNConv1d`).
+///
+/// Stride-1 convs (all of the decoder) run as one matmul of the weight, reordered to
+/// `[out, k*in]`, against the k dilated taps of the input stacked on the channel axis. The
+/// result comes out channel-first, and this is ~1.3-2x faster on CPU than candle's im2col
+/// conv1d, which needs a transposed copy of its output.
 #[derive(Debug, Clone)]
 pub struct WnConv1d {
+    /// `[out, in, k]` for strided convs, `[1, out, k*in]` (tap-major) for stride 1.
     weight: Tensor,
     bias: Option<Tensor>,
+    kernel: usize,
     stride: usize,
     padding: usize,
     dilation: usize,
@@ -51,6 +62,14 @@ impl WnConv1d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = weight_norm(&vb, (c_out, c_in, kernel))?;
+        let weight = if stride == 1 {
+            weight
+                .permute((0, 2, 1))?
+                .reshape((1, c_out, kernel * c_in))?
+                .contiguous()?
+        } else {
+            weight
+        };
         let bias = if bias {
             Some(bias_1c1(&vb, c_out)?)
         } else {
@@ -59,16 +78,58 @@ impl WnConv1d {
         Ok(Self {
             weight,
             bias,
+            kernel,
             stride,
             padding,
             dilation,
         })
     }
+
+    fn forward_stacked(&self, xs: &Tensor) -> Result<Tensor> {
+        let (_, c_in, len) = xs.dims3()?;
+        let span = self.dilation * (self.kernel - 1);
+        if len + 2 * self.padding < span + 1 {
+            candle::bail!(
+                "conv1d: input {:?} shorter than the kernel span {}",
+                xs.shape(),
+                span + 1
+            )
+        }
+        let out_len = len + 2 * self.padding - span;
+        let xs = if self.padding > 0 {
+            xs.pad_with_zeros(D::Minus1, self.padding, self.padding)?
+        } else {
+            xs.clone()
+        };
+        if self.kernel == 1 {
+            return self.weight.broadcast_matmul(&xs);
+        }
+        let chunk = (CONV_CHUNK_ELEMS / (self.kernel * c_in)).max(1);
+        let mut outs = Vec::with_capacity(out_len.div_ceil(chunk));
+        let mut start = 0;
+        while start < out_len {
+            let n = chunk.min(out_len - start);
+            let taps = (0..self.kernel)
+                .map(|j| xs.narrow(D::Minus1, start + j * self.dilation, n))
+                .collect::<Result<Vec<_>>>()?;
+            outs.push(self.weight.broadcast_matmul(&Tensor::cat(&taps, 1)?)?);
+            start += n;
+        }
+        if outs.len() == 1 {
+            Ok(outs.remove(0))
+        } else {
+            Tensor::cat(&outs, D::Minus1)
+        }
+    }
 }
 
 impl Module for WnConv1d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = xs.conv1d(&self.weight, self.padding, self.stride, self.dilation, 1)?;
+        let ys = if self.stride == 1 {
+            self.forward_stacked(xs)?
+        } else {
+            xs.conv1d(&self.weight, self.padding, self.stride, self.dilation, 1)?
+        };
         match &self.bias {
             Some(b) => ys.broadcast_add(b),
             None => Ok(ys),
@@ -121,6 +182,7 @@ impl Module for WnConvTranspose1d {
 pub struct SnakeBeta {
     alpha: Tensor,
     inv_beta: Tensor,
+    cpu: SnakeCpu,
 }
 
 impl SnakeBeta {
@@ -128,17 +190,95 @@ impl SnakeBeta {
         let alpha = vb.get(channels, "alpha")?.exp()?;
         // Same float32 arithmetic as the reference: the 1e-9 is added after the exp.
         let inv_beta = (vb.get(channels, "beta")?.exp()? + 1e-9)?.recip()?;
+        let cpu = SnakeCpu {
+            alpha: alpha.to_dtype(DType::F32)?.to_vec1()?,
+            inv_beta: inv_beta.to_dtype(DType::F32)?.to_vec1()?,
+        };
         Ok(Self {
             alpha: alpha.reshape((1, channels, 1))?,
             inv_beta: inv_beta.reshape((1, channels, 1))?,
+            cpu,
         })
     }
 }
 
 impl Module for SnakeBeta {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+            return xs.contiguous()?.apply_op1_no_bwd(&self.cpu);
+        }
         let s = xs.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
         xs + s.broadcast_mul(&self.inv_beta)?
+    }
+}
+
+/// SnakeBeta as one pass over memory on all cores. As separate candle ops it is five
+/// single-threaded passes and the decoder's largest cost after the matmuls.
+#[derive(Debug, Clone)]
+struct SnakeCpu {
+    alpha: Vec<f32>,
+    inv_beta: Vec<f32>,
+}
+
+impl SnakeCpu {
+    fn rows(&self, first_row: usize, len: usize, xs: &[f32], out: &mut [f32]) {
+        let channels = self.alpha.len();
+        for (r, (x, y)) in xs.chunks(len).zip(out.chunks_mut(len)).enumerate() {
+            let c = (first_row + r) % channels;
+            let (a, ib) = (self.alpha[c], self.inv_beta[c]);
+            for (x, y) in x.iter().zip(y.iter_mut()) {
+                let s = (x * a).sin();
+                *y = x + ib * (s * s);
+            }
+        }
+    }
+}
+
+impl candle::CustomOp1 for SnakeCpu {
+    fn name(&self) -> &'static str {
+        "snake-beta"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle::CpuStorage,
+        layout: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        let (candle::CpuStorage::F32(data), Some((start, end))) =
+            (storage, layout.contiguous_offsets())
+        else {
+            candle::bail!("snake-beta: needs contiguous f32, got {:?}", layout.shape())
+        };
+        let dims = layout.dims();
+        let (channels, len) = match dims {
+            [.., c, l] if *c == self.alpha.len() => (*c, *l),
+            _ => candle::bail!(
+                "snake-beta: expected [.., {}, L], got {dims:?}",
+                self.alpha.len()
+            ),
+        };
+        let xs = &data[start..end];
+        let rows = xs.len() / len.max(1);
+        let mut out = vec![0f32; xs.len()];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Thread start-up only pays off on large tensors.
+        let threads = threads.min(xs.len() / (1 << 16)).max(1);
+        if threads == 1 || len == 0 {
+            self.rows(0, len, xs, &mut out);
+        } else {
+            let rows_per = rows.div_ceil(threads);
+            std::thread::scope(|scope| {
+                for (i, (x, y)) in xs
+                    .chunks(rows_per * len)
+                    .zip(out.chunks_mut(rows_per * len))
+                    .enumerate()
+                {
+                    scope.spawn(move || self.rows(i * rows_per, len, x, y));
+                }
+            });
+        }
+        let _ = channels;
+        Ok((candle::CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
