@@ -85,7 +85,7 @@ impl WnConv1d {
         })
     }
 
-    fn forward_stacked(&self, xs: &Tensor) -> Result<Tensor> {
+    fn forward_stacked(&self, xs: &Tensor, chunk_elems: usize) -> Result<Tensor> {
         let (_, c_in, len) = xs.dims3()?;
         let span = self.dilation * (self.kernel - 1);
         if len + 2 * self.padding < span + 1 {
@@ -96,23 +96,36 @@ impl WnConv1d {
             )
         }
         let out_len = len + 2 * self.padding - span;
-        let xs = if self.padding > 0 {
-            xs.pad_with_zeros(D::Minus1, self.padding, self.padding)?
-        } else {
-            xs.clone()
-        };
-        if self.kernel == 1 {
-            return self.weight.broadcast_matmul(&xs);
+        if self.kernel == 1 && self.padding == 0 {
+            return self.weight.broadcast_matmul(xs);
         }
-        let chunk = (CONV_CHUNK_ELEMS / (self.kernel * c_in)).max(1);
+        // On CPU the taps are gathered in one multi-threaded pass; elsewhere by pad and cat.
+        let cpu = xs.device().is_cpu() && xs.dtype() == DType::F32;
+        let xs = if cpu {
+            xs.contiguous()?
+        } else {
+            xs.pad_with_zeros(D::Minus1, self.padding, self.padding)?
+        };
+        let chunk = (chunk_elems / (self.kernel * c_in)).max(1);
         let mut outs = Vec::with_capacity(out_len.div_ceil(chunk));
         let mut start = 0;
         while start < out_len {
             let n = chunk.min(out_len - start);
-            let taps = (0..self.kernel)
-                .map(|j| xs.narrow(D::Minus1, start + j * self.dilation, n))
-                .collect::<Result<Vec<_>>>()?;
-            outs.push(self.weight.broadcast_matmul(&Tensor::cat(&taps, 1)?)?);
+            let col = if cpu {
+                xs.apply_op1_no_bwd(&StackTaps {
+                    kernel: self.kernel,
+                    dilation: self.dilation,
+                    padding: self.padding,
+                    start,
+                    len: n,
+                })?
+            } else {
+                let taps = (0..self.kernel)
+                    .map(|j| xs.narrow(D::Minus1, start + j * self.dilation, n))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&taps, 1)?
+            };
+            outs.push(self.weight.broadcast_matmul(&col)?);
             start += n;
         }
         if outs.len() == 1 {
@@ -123,10 +136,78 @@ impl WnConv1d {
     }
 }
 
+/// Runs `f(first_row, rows)` over `out` split into whole rows of `row_len`, on all cores
+/// when the tensor is large enough to pay for the thread start-up.
+fn par_rows(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len() / row_len.max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.min(out.len() >> 16).max(1);
+    if threads == 1 || row_len == 0 {
+        f(0, out);
+        return;
+    }
+    let rows_per = rows.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        for (i, part) in out.chunks_mut(rows_per * row_len).enumerate() {
+            scope.spawn(move || f(i * rows_per, part));
+        }
+    });
+}
+
+/// Gathers the zero-padded, dilated taps of `[B, C, L]` for output positions
+/// `start..start+len` into `[B, k*C, len]`, tap-major (row `j*C + c` is tap j of channel c).
+#[derive(Debug, Clone)]
+struct StackTaps {
+    kernel: usize,
+    dilation: usize,
+    padding: usize,
+    start: usize,
+    len: usize,
+}
+
+impl candle::CustomOp1 for StackTaps {
+    fn name(&self) -> &'static str {
+        "stack-taps"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle::CpuStorage,
+        layout: &candle::Layout,
+    ) -> Result<(candle::CpuStorage, candle::Shape)> {
+        let (candle::CpuStorage::F32(data), Some((o0, o1))) =
+            (storage, layout.contiguous_offsets())
+        else {
+            candle::bail!("stack-taps: needs contiguous f32, got {:?}", layout.shape())
+        };
+        let (b, c, l) = layout.shape().dims3()?;
+        let xs = &data[o0..o1];
+        let (k, n) = (self.kernel, self.len);
+        let mut out = vec![0f32; b * k * c * n];
+        par_rows(&mut out, n, |first, part| {
+            for (r, row) in part.chunks_mut(n).enumerate() {
+                let row_idx = first + r;
+                let (bi, j, ci) = (row_idx / (k * c), (row_idx / c) % k, row_idx % c);
+                let src = &xs[(bi * c + ci) * l..(bi * c + ci + 1) * l];
+                // Output t reads input t + start + j*d - padding; outside [0, l) is zero.
+                let shift = (self.start + j * self.dilation) as isize - self.padding as isize;
+                let t0 = (-shift).clamp(0, n as isize) as usize;
+                let t1 = (l as isize - shift).clamp(t0 as isize, n as isize) as usize;
+                if t1 > t0 {
+                    let s0 = (t0 as isize + shift) as usize;
+                    row[t0..t1].copy_from_slice(&src[s0..s0 + (t1 - t0)]);
+                }
+            }
+        });
+        Ok((candle::CpuStorage::F32(out), (b, k * c, n).into()))
+    }
+}
+
 impl Module for WnConv1d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = if self.stride == 1 {
-            self.forward_stacked(xs)?
+            self.forward_stacked(xs, CONV_CHUNK_ELEMS)?
         } else {
             xs.conv1d(&self.weight, self.padding, self.stride, self.dilation, 1)?
         };
@@ -227,11 +308,36 @@ impl SnakeCpu {
             let c = (first_row + r) % channels;
             let (a, ib) = (self.alpha[c], self.inv_beta[c]);
             for (x, y) in x.iter().zip(y.iter_mut()) {
-                let s = (x * a).sin();
-                *y = x + ib * (s * s);
+                let s = sin_squared(x * a);
+                *y = x + ib * s;
             }
         }
     }
+}
+
+/// `sin(y)^2` without a libm call, so the loop vectorises. Only the square is needed, so the
+/// sign of the half-period reduction `r = y - k pi` can be ignored. The reduction and a
+/// degree-15 Taylor polynomial (error < 1e-11 on [-pi/2, pi/2]) run in f64: the f32 result is
+/// within an ulp of sin(y)^2 for |y| up to ~1e6, as close as torch's own float32 sin.
+#[inline(always)]
+fn sin_squared(y: f32) -> f32 {
+    use std::f64::consts::{FRAC_1_PI, PI};
+    // Adding and subtracting 1.5 * 2^52 rounds to the nearest integer (|v| < 2^51) with
+    // plain SSE2 arithmetic, where f64::round would be a function call.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let y = y as f64;
+    let k = (y * FRAC_1_PI + ROUND) - ROUND;
+    let r = y - k * PI;
+    let r2 = r * r;
+    let p = 1.0 / 1_307_674_368_000.0;
+    let p = 1.0 / 6_227_020_800.0 - r2 * p;
+    let p = -1.0 / 39_916_800.0 + r2 * p;
+    let p = 1.0 / 362_880.0 + r2 * p;
+    let p = -1.0 / 5_040.0 + r2 * p;
+    let p = 1.0 / 120.0 + r2 * p;
+    let p = -1.0 / 6.0 + r2 * p;
+    let s = r * (1.0 + r2 * p);
+    (s * s) as f32
 }
 
 impl candle::CustomOp1 for SnakeCpu {
@@ -250,34 +356,19 @@ impl candle::CustomOp1 for SnakeCpu {
             candle::bail!("snake-beta: needs contiguous f32, got {:?}", layout.shape())
         };
         let dims = layout.dims();
-        let (channels, len) = match dims {
-            [.., c, l] if *c == self.alpha.len() => (*c, *l),
+        let len = match dims {
+            [.., c, l] if *c == self.alpha.len() => *l,
             _ => candle::bail!(
                 "snake-beta: expected [.., {}, L], got {dims:?}",
                 self.alpha.len()
             ),
         };
         let xs = &data[start..end];
-        let rows = xs.len() / len.max(1);
         let mut out = vec![0f32; xs.len()];
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // Thread start-up only pays off on large tensors.
-        let threads = threads.min(xs.len() / (1 << 16)).max(1);
-        if threads == 1 || len == 0 {
-            self.rows(0, len, xs, &mut out);
-        } else {
-            let rows_per = rows.div_ceil(threads);
-            std::thread::scope(|scope| {
-                for (i, (x, y)) in xs
-                    .chunks(rows_per * len)
-                    .zip(out.chunks_mut(rows_per * len))
-                    .enumerate()
-                {
-                    scope.spawn(move || self.rows(i * rows_per, len, x, y));
-                }
-            });
-        }
-        let _ = channels;
+        par_rows(&mut out, len, |first, part| {
+            let x = &xs[first * len..first * len + part.len()];
+            self.rows(first, len, x, part)
+        });
         Ok((candle::CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -567,5 +658,79 @@ impl Module for OobleckDecoder {
         } else {
             Ok(xs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// The CPU fast paths (tap gathering, time chunks, threads) against candle's own ops,
+    /// at sizes the tiny golden cases never reach.
+    #[test]
+    fn fast_paths_match_candle_ops() {
+        let dev = candle::Device::Cpu;
+        let (c, l, k, d) = (16usize, 70_001usize, 7usize, 9usize);
+        let mut m = HashMap::new();
+        m.insert(
+            "weight_g".into(),
+            Tensor::rand(0.5f32, 1.5, (c, 1, 1), &dev).unwrap(),
+        );
+        m.insert(
+            "weight_v".into(),
+            Tensor::randn(0f32, 1., (c, c, k), &dev).unwrap(),
+        );
+        m.insert("bias".into(), Tensor::randn(0f32, 1., c, &dev).unwrap());
+        m.insert("alpha".into(), Tensor::randn(0f32, 0.3, c, &dev).unwrap());
+        m.insert("beta".into(), Tensor::randn(0f32, 0.3, c, &dev).unwrap());
+        let vb = VarBuilder::from_tensors(m, DType::F32, &dev);
+        let xs = Tensor::randn(0f32, 2., (2, c, l), &dev).unwrap();
+
+        let conv = WnConv1d::new(c, c, k, 1, 3 * d, d, true, vb.clone()).unwrap();
+        let w = weight_norm(&vb, (c, c, k)).unwrap();
+        let exp = xs.conv1d(&w, 3 * d, 1, d, 1).unwrap();
+        for chunk in [CONV_CHUNK_ELEMS, 5_000 * k * c] {
+            let got = conv.forward_stacked(&xs, chunk).unwrap();
+            assert!(max_diff(&got, &exp) < 1e-4, "chunk {chunk}");
+        }
+
+        let snake = SnakeBeta::new(c, vb).unwrap();
+        let s = xs
+            .broadcast_mul(&snake.alpha)
+            .unwrap()
+            .sin()
+            .unwrap()
+            .sqr()
+            .unwrap();
+        let exp = (&xs + s.broadcast_mul(&snake.inv_beta).unwrap()).unwrap();
+        assert!(max_diff(&snake.forward(&xs).unwrap(), &exp) < 1e-5);
+    }
+
+    #[test]
+    fn sin_squared_matches_libm() {
+        let mut worst = 0f64;
+        for i in -200_000..200_000 {
+            let y = i as f32 * 1.37e-3 + (i as f32 * 0.618).sin();
+            let exact = (y as f64).sin().powi(2);
+            let err = (sin_squared(y) as f64 - exact).abs();
+            worst = worst.max(err);
+        }
+        for y in [1e3f32, -4.5e3, 12345.678, 1e5] {
+            let exact = (y as f64).sin().powi(2);
+            worst = worst.max((sin_squared(y) as f64 - exact).abs());
+        }
+        assert!(worst < 1.2e-7, "worst {worst:e}");
     }
 }
