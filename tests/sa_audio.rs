@@ -75,8 +75,56 @@ fn audio_resample() {
     check_case("audio_resample");
 }
 
-/// `cargo test --test sa_audio bench_decode -- --ignored --nocapture` (deps are optimised
-/// even in the test profile, and they do all the work).
+/// The pipeline decodes an unbatched `[64, N]` latent; the reference returns `[1, 2, L]`.
+#[test]
+fn unbatched_decode_matches_batched() {
+    use happyhorse::engine::models::sa_audio::{AudioAutoencoder, Config, CHECKPOINT_PREFIX};
+    let dir = fixture("sa_audio_vae_decode");
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let cfg = Config::from_model_config_value(&case["config"]["model_config.json"]).unwrap();
+    let dev = Device::Cpu;
+    let weights = candle_core::safetensors::load(dir.join("weights.safetensors"), &dev).unwrap();
+    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &dev);
+    let model = AudioAutoencoder::new(&cfg, vb.pp(CHECKPOINT_PREFIX)).unwrap();
+    let inputs = candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev).unwrap();
+    let latents = &inputs["latents"];
+    let batched = model.decode(latents).unwrap();
+    let unbatched = model.decode(&latents.squeeze(0).unwrap()).unwrap();
+    assert_eq!(unbatched.dims(), batched.dims());
+    let diff: f32 = (batched - unbatched)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+    assert_eq!(model.hop_length(), 32);
+}
+
+/// Process CPU seconds (user + system), to read timings on a busy shared machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `HH_BENCH_SECONDS=5 cargo test --test sa_audio bench_decode -- --ignored --nocapture`.
+/// The hot loops of this crate need optimising too: add `CARGO_PROFILE_TEST_OPT_LEVEL=3`
+/// (or use `--release`).
 #[test]
 #[ignore]
 fn bench_decode() {
@@ -84,6 +132,10 @@ fn bench_decode() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0);
+    let cpu0 = cpu_seconds();
     let r = happyhorse::engine::models::sa_audio::bench::bench_decode(secs, &Device::Cpu).unwrap();
-    println!("{r:?}");
+    println!(
+        "{r:?}; process cpu {:.1}s incl. random init",
+        cpu_seconds() - cpu0
+    );
 }

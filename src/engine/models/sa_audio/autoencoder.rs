@@ -35,15 +35,18 @@ pub struct AudioAutoencoder {
     decoder: OobleckDecoder,
     vae_bottleneck: bool,
     soft_clip: bool,
+    dtype: DType,
     cfg: Config,
 }
 
 /// Accepts the pipeline's unbatched `[C, L]` as well as `[B, C, L]`; the reference's Conv1d
 /// does the same and its broadcasting re-adds the batch dim, so outputs are always 3-D.
-fn batched(xs: &Tensor) -> Result<Tensor> {
+/// Inputs are cast to the weights' dtype (the DiT may hand over bf16 latents).
+fn batched(xs: &Tensor, dtype: DType) -> Result<Tensor> {
+    let xs = xs.to_dtype(dtype)?;
     match xs.rank() {
         2 => xs.unsqueeze(0),
-        3 => Ok(xs.clone()),
+        3 => Ok(xs),
         _ => candle::bail!("expected [C, L] or [B, C, L], got {:?}", xs.shape()),
     }
 }
@@ -65,6 +68,7 @@ impl AudioAutoencoder {
             decoder: OobleckDecoder::new(&cfg.decoder.config, vb.pp("decoder"))?,
             vae_bottleneck: cfg.bottleneck.is_some(),
             soft_clip: cfg.decoder.soft_clip,
+            dtype: vb.dtype(),
             cfg: cfg.clone(),
         })
     }
@@ -97,7 +101,7 @@ impl AudioAutoencoder {
     /// `[B, latent, N]` or `[latent, N]` to the waveform `[B, out_channels, N * hop]`.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
         // VAEBottleneck.decode is the identity.
-        let ys = self.decoder.forward(&batched(latents)?)?;
+        let ys = self.decoder.forward(&batched(latents, self.dtype)?)?;
         if self.soft_clip {
             ys.tanh()
         } else {
@@ -107,7 +111,7 @@ impl AudioAutoencoder {
 
     /// Encoder output before the bottleneck, `[B, 2*latent, L / hop]`.
     pub fn encode_pre_bottleneck(&self, audio: &Tensor) -> Result<Tensor> {
-        self.encoder.forward(&batched(audio)?)
+        self.encoder.forward(&batched(audio, self.dtype)?)
     }
 
     /// Encodes and samples the VAE posterior with the given standard-normal `noise`

@@ -204,13 +204,6 @@ impl Config {
                 d.c_mults
             )
         }
-        if self.bottleneck.is_some() && e.latent_dim != 2 * d.latent_dim {
-            candle::bail!(
-                "vae bottleneck needs encoder latent_dim {} = 2 x decoder latent_dim {}",
-                e.latent_dim,
-                d.latent_dim
-            )
-        }
         Ok(())
     }
 }
