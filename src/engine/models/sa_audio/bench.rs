@@ -10,9 +10,10 @@ use candle_nn::VarBuilder;
 use super::oobleck::OobleckDecoder;
 use super::Config;
 
-/// Serves a random tensor for every name. Scales keep activations finite: weight norm fixes
+/// A [`SimpleBackend`] that serves a random tensor for every name, for timing without a
+/// checkpoint. Scales keep activations finite: weight norm fixes
 /// each filter's norm to `g`, and small log-scale SnakeBeta parameters keep exp() near 1.
-struct RandomWeights;
+pub struct RandomWeights;
 
 impl SimpleBackend for RandomWeights {
     fn get(
