@@ -166,10 +166,20 @@ pub fn resample_audio_sinc(audio: &Tensor, time_stretching: f64) -> Result<Tenso
     // Python's int() of the float product: truncation.
     let num = (len as f64 * time_stretching) as usize;
     let per_channel: Vec<Vec<f32>> = audio.to_dtype(DType::F32)?.t()?.to_vec2()?;
-    let mut out = Vec::with_capacity(num * channels);
-    for ch in &per_channel {
-        out.extend(resample_fourier(ch, num));
+    // Channels are independent: one thread each (stereo in practice).
+    let resampled: Vec<Vec<f32>> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = per_channel
+            .iter()
+            .map(|ch| scope.spawn(move || resample_fourier(ch, num)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_default())
+            .collect()
+    });
+    if resampled.iter().any(|ch| ch.len() != num) {
+        candle::bail!("resample_audio_sinc: a channel worker failed")
     }
+    let out: Vec<f32> = resampled.concat();
     Tensor::from_vec(out, (channels, num), audio.device())?
         .t()?
         .contiguous()
