@@ -47,6 +47,8 @@ impl SimpleBackend for RandomWeights {
 pub struct DecodeBench {
     pub latent_frames: usize,
     pub samples: usize,
+    /// Building the decoder: random init and weight-norm folding.
+    pub load_s: f64,
     pub decode_s: f64,
     /// Seconds of audio per second of compute.
     pub realtime_factor: f64,
@@ -56,9 +58,11 @@ pub struct DecodeBench {
 /// decoder widths and random weights on `device`, float32.
 pub fn bench_decode(seconds: f32, device: &Device) -> Result<DecodeBench> {
     let cfg = Config::stable_audio_open_1_0();
+    let start = Instant::now();
     let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights);
     let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
     let decoder = OobleckDecoder::new(&cfg.decoder.config, vb.pp("decoder"))?;
+    let load_s = start.elapsed().as_secs_f64();
     let frames = ((seconds * 25.0).round() as usize).max(1);
     let latents = Tensor::randn(
         0f32,
@@ -74,6 +78,7 @@ pub fn bench_decode(seconds: f32, device: &Device) -> Result<DecodeBench> {
     Ok(DecodeBench {
         latent_frames: frames,
         samples,
+        load_s,
         decode_s,
         realtime_factor: seconds as f64 / decode_s,
     })
