@@ -2,6 +2,7 @@
 
 pub mod magihuman;
 pub mod nano;
+pub mod sa_audio;
 pub mod t5gemma;
 pub mod turbo_vae;
 pub mod wan22_vae;

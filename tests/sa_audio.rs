@@ -1,0 +1,141 @@
+//! Golden parity for the audio VAE (decode, encode) and the final resampler.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use happyhorse::engine::models::sa_audio::run_golden_case;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tolerance(case: &serde_json::Value, name: &str) -> (f64, f64) {
+    let t = case
+        .pointer(&format!("/tolerance_per_tensor/{name}"))
+        .or_else(|| case.get("tolerance"))
+        .expect("case.json has a tolerance");
+    (t["atol"].as_f64().unwrap(), t["rtol"].as_f64().unwrap())
+}
+
+fn check_case(name: &str) {
+    let dir = fixture(name);
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let expected =
+        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let got = run_golden_case(&dir).unwrap();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{name}: one output per expected tensor"
+    );
+    for (tensor, g) in &got {
+        let e = &expected[tensor];
+        assert_eq!(g.dims(), e.dims(), "{name}/{tensor}: shape");
+        assert_eq!(g.dtype(), e.dtype(), "{name}/{tensor}: dtype");
+        let flat = |t: &Tensor| -> Vec<f64> {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (g, e) = (flat(g), flat(e));
+        let (atol, rtol) = tolerance(&case, tensor);
+        let mut max_abs = 0f64;
+        let mut worst_ratio = 0f64;
+        for (x, y) in g.iter().zip(&e) {
+            let d = (x - y).abs();
+            max_abs = max_abs.max(d);
+            worst_ratio = worst_ratio.max(d / (atol + rtol * y.abs()));
+        }
+        println!(
+            "{name}/{tensor}: max |got-exp| = {max_abs:.3e} (atol {atol:e}, rtol {rtol:e}, \
+             worst fraction of allowance {worst_ratio:.3})"
+        );
+        assert!(worst_ratio <= 1.0, "{name}/{tensor}: out of tolerance");
+    }
+}
+
+#[test]
+fn sa_audio_vae_decode() {
+    check_case("sa_audio_vae_decode");
+}
+
+#[test]
+fn sa_audio_vae_encode() {
+    check_case("sa_audio_vae_encode");
+}
+
+#[test]
+fn audio_resample() {
+    check_case("audio_resample");
+}
+
+/// The pipeline decodes an unbatched `[64, N]` latent; the reference returns `[1, 2, L]`.
+#[test]
+fn unbatched_decode_matches_batched() {
+    use happyhorse::engine::models::sa_audio::{AudioAutoencoder, Config, CHECKPOINT_PREFIX};
+    let dir = fixture("sa_audio_vae_decode");
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let cfg = Config::from_model_config_value(&case["config"]["model_config.json"]).unwrap();
+    let dev = Device::Cpu;
+    let weights = candle_core::safetensors::load(dir.join("weights.safetensors"), &dev).unwrap();
+    let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &dev);
+    let model = AudioAutoencoder::new(&cfg, vb.pp(CHECKPOINT_PREFIX)).unwrap();
+    let inputs = candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev).unwrap();
+    let latents = &inputs["latents"];
+    let batched = model.decode(latents).unwrap();
+    let unbatched = model.decode(&latents.squeeze(0).unwrap()).unwrap();
+    assert_eq!(unbatched.dims(), batched.dims());
+    let diff: f32 = (batched - unbatched)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+    assert_eq!(model.hop_length(), 32);
+}
+
+/// Process CPU seconds (user + system), to read timings on a busy shared machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `HH_BENCH_SECONDS=5 cargo test --test sa_audio bench_decode -- --ignored --nocapture`.
+/// The hot loops of this crate need optimising too: add `CARGO_PROFILE_TEST_OPT_LEVEL=3`
+/// (or use `--release`).
+#[test]
+#[ignore]
+fn bench_decode() {
+    let secs: f32 = std::env::var("HH_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let cpu0 = cpu_seconds();
+    let r = happyhorse::engine::models::sa_audio::bench::bench_decode(secs, &Device::Cpu).unwrap();
+    println!(
+        "{r:?}; process cpu {:.1}s incl. random init",
+        cpu_seconds() - cpu0
+    );
+}
