@@ -4,7 +4,9 @@
 //! samplers, pipelines) → [`media`] (encode/decode, WAV, PNG) → files on disk.
 //! [`jobs`] (queue, progress events, cancellation) is driven by the CLI and the TUI.
 
+pub mod cli;
 pub mod engine;
+pub mod jobs;
 pub mod media;
 pub mod nano;
 pub mod spec;

@@ -6,3 +6,5 @@ pub mod pipelines;
 pub mod registry;
 pub mod samplers;
 pub mod weights;
+pub mod bench;
+pub mod cases;

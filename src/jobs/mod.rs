@@ -2,6 +2,7 @@
 //! writes the media, and reports progress through events. No UI here: the CLI and the TUI drive
 //! it and render the events.
 
+mod generators;
 mod queue;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ use crate::engine::registry::{self, Registry, RegistryError, ResolvedJob, Weight
 use crate::media::{self, Audio, Clip, Frames, MediaError, VideoOptions};
 use crate::spec::{Format, JobSpec, SpecError};
 
-pub use queue::{Queue, QueueHandle};
+pub use generators::make_generator;
+pub use queue::{GeneratorFactory, Queue, QueueEvent, QueueHandle};
 
 /// Shared cancellation flag: set it from anywhere (Ctrl-C handler, TUI key) and the running job
 /// stops at its next step.

@@ -1,0 +1,298 @@
+//! The scriptable face: clap subcommands. stdout carries only output paths (or one JSON object
+//! per job with `--json`); logs and progress go to stderr, progress bars only on a TTY.
+//! Exit codes: 0 ok, 2 bad input/spec, 3 model or weights missing, 4 runtime failure,
+//! 130 interrupted.
+
+mod generate;
+mod models;
+mod tools;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::{Aspect, Format, VideoCodec};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_MODEL_MISSING: i32 = 3;
+pub const EXIT_RUNTIME: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// An error at the binary edge, carrying its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn new(code: i32, error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code,
+            error: error.into(),
+        }
+    }
+    pub fn bad_input(msg: impl std::fmt::Display) -> CliError {
+        CliError::new(EXIT_BAD_INPUT, anyhow::anyhow!("{msg}"))
+    }
+    pub fn runtime(msg: impl std::fmt::Display) -> CliError {
+        CliError::new(EXIT_RUNTIME, anyhow::anyhow!("{msg}"))
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "happyhorse",
+    version,
+    about = "Short video clips with their sound, generated together, on your own machine.",
+    after_help = "Examples:\n  happyhorse generate \"a red ball bouncing on a green grass field\"\n  happyhorse generate --spec job.json --json\n  happyhorse batch prompts.jsonl --skip-existing\n  happyhorse models list"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate clips from a prompt, a JSON spec, or JSONL (one job per line).
+    Generate(GenerateArgs),
+    /// Run many jobs from a JSONL file (or - for stdin); failures are reported, the rest go on.
+    Batch(BatchArgs),
+    /// List models, show one, or print where its files are.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Duration, fps, size and streams of a media file.
+    Probe {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an example job spec or the spec's JSON Schema.
+    Spec {
+        /// An example spec with every field explained in the README.
+        #[arg(long, conflicts_with = "schema")]
+        example: bool,
+        /// The JSON Schema of the job spec.
+        #[arg(long)]
+        schema: bool,
+    },
+    /// Developer tools.
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+    /// Benchmarks (random weights at released widths).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every known model.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A model's manifest: files, defaults, resolutions.
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        weights: WeightArgs,
+    },
+    /// Where each of a model's files is found (exit 3 if any is missing).
+    Path {
+        name: String,
+        #[command(flatten)]
+        weights: WeightArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Run a golden parity case on CPU in f32 and write its outputs as safetensors.
+    Case {
+        /// Folder with case.json, weights.safetensors, inputs.safetensors.
+        dir: PathBuf,
+        /// Output .safetensors file: every tensor named in DIR/expected.safetensors.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One MagiHuman transformer layer at the released width on a 256p 5 s sequence.
+    Dit {
+        /// Compute dtypes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
+        dtype: Vec<String>,
+        /// Hidden size (5120 released).
+        #[arg(long, default_value_t = 5120)]
+        hidden: usize,
+        /// Timed runs; the best is reported.
+        #[arg(long, default_value_t = 1)]
+        repeats: usize,
+        /// Run on the GPU (needs a build with --features cuda or metal).
+        #[arg(long)]
+        gpu: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct WeightArgs {
+    /// Folder holding model files (layout: see `happyhorse models info NAME`).
+    #[arg(long, env = "HAPPYHORSE_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// One JSON object per job on stdout instead of paths.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave jobs whose outputs all exist alone (resumes a batch).
+    #[arg(long)]
+    pub skip_existing: bool,
+    #[command(flatten)]
+    pub weights: WeightArgs,
+}
+
+/// Flags that mirror the job spec; they override the same fields of specs read from files.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SpecFlags {
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Registry name or model directory.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Reference image (image-to-video).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Soundtrack to drive the video.
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
+    /// Seconds.
+    #[arg(long, short = 'd')]
+    pub duration: Option<f32>,
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// 16:9, 9:16 or 1:1.
+    #[arg(long, value_parser = parse_aspect)]
+    pub aspect: Option<Aspect>,
+    /// e.g. 256p, 540p, 1080p (the model lists its own).
+    #[arg(long, short = 'r')]
+    pub resolution: Option<String>,
+    #[arg(long)]
+    pub steps: Option<u32>,
+    #[arg(long)]
+    pub guidance_video: Option<f32>,
+    #[arg(long)]
+    pub guidance_audio: Option<f32>,
+    #[arg(long, short = 's')]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub audio_seed: Option<u64>,
+    /// 0.0 (silent) to 1.0.
+    #[arg(long)]
+    pub audio_weight: Option<f32>,
+    /// Sound style tag (repeatable).
+    #[arg(long = "sound-style")]
+    pub sound_style: Vec<String>,
+    #[arg(long)]
+    pub background_sound: Option<String>,
+    /// Camera move (reserved; validated, not yet used by any model).
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Clips per spec, 1–8.
+    #[arg(long, short = 'n')]
+    pub variants: Option<u32>,
+    /// Output folder.
+    #[arg(long, short = 'o')]
+    pub out_dir: Option<PathBuf>,
+    /// Output name template ({id}, {slug}, {variant}, {seed}, {model}).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// h264 or h265.
+    #[arg(long, value_parser = parse_codec)]
+    pub codec: Option<VideoCodec>,
+    /// Output formats, comma-separated: mp4,wav,png.
+    #[arg(long, value_delimiter = ',', value_parser = parse_format)]
+    pub formats: Option<Vec<Format>>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt, or - to read a JSON spec / JSONL from stdin.
+    pub prompt: Option<String>,
+    /// Read the spec (JSON, or JSONL with one job per line) from FILE.
+    #[arg(long, conflicts_with = "prompt")]
+    pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: SpecFlags,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// JSONL file, one job spec per line, or - for stdin.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub flags: SpecFlags,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_aspect(s: &str) -> Result<Aspect, String> {
+    Aspect::parse(s).ok_or_else(|| format!("\"{s}\" is not an aspect; allowed: 16:9, 9:16, 1:1"))
+}
+
+fn parse_codec(s: &str) -> Result<VideoCodec, String> {
+    match s {
+        "h264" => Ok(VideoCodec::H264),
+        "h265" | "hevc" => Ok(VideoCodec::H265),
+        _ => Err(format!("\"{s}\" is not a video codec; allowed: h264, h265")),
+    }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    match s {
+        "mp4" => Ok(Format::Mp4),
+        "wav" => Ok(Format::Wav),
+        "png" => Ok(Format::Png),
+        _ => Err(format!("\"{s}\" is not an output format; allowed: mp4, wav, png")),
+    }
+}
+
+/// Runs the parsed command line; the binary maps the error to its exit code.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Generate(args) => generate::generate(args),
+        Command::Batch(args) => generate::batch(args),
+        Command::Models { command } => models::run(command),
+        Command::Probe { file, json } => tools::probe(&file, json),
+        Command::Spec { example, schema } => tools::spec(example, schema),
+        Command::Debug {
+            command: DebugCommand::Case { dir, out },
+        } => tools::debug_case(&dir, &out),
+        Command::Bench {
+            command:
+                BenchCommand::Dit {
+                    dtype,
+                    hidden,
+                    repeats,
+                    gpu,
+                },
+        } => tools::bench_dit(&dtype, hidden, repeats, gpu),
+    }
+}
