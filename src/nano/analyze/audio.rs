@@ -60,8 +60,8 @@ pub fn detect_onsets(samples: &[f32], sample_rate: u32) -> Vec<f32> {
         })
         .collect();
     let gap = (MIN_GAP_S / HOP_S).round() as usize;
-    let mut onsets: Vec<f32> = Vec::new();
-    let mut last: Option<usize> = None;
+    // (first window of the rise, size of the rise)
+    let mut found: Vec<(usize, f32)> = Vec::new();
     for k in 1..frames {
         let local_max = rise[k.saturating_sub(2)..(k + 3).min(frames)]
             .iter()
@@ -78,12 +78,19 @@ pub fn detect_onsets(samples: &[f32], sample_rate: u32) -> Vec<f32> {
         let start = (k.saturating_sub(3)..=k)
             .find(|&j| level[j] - base >= 0.5 * rise[k])
             .unwrap_or(k);
-        if last.is_some_and(|l| start < l + gap) {
-            continue;
+        match found.last_mut() {
+            // Too close to the previous onset to be another event: keep the stronger.
+            Some(last) if start < last.0 + gap => {
+                if rise[k] > last.1 {
+                    *last = (start, rise[k]);
+                }
+            }
+            _ => found.push((start, rise[k])),
         }
-        last = Some(start);
-        // The window `start` is the first to hold the sound, which thus began in its last hop.
-        onsets.push((start * hop) as f32 / sr + 1.5 * HOP_S);
     }
-    onsets
+    // The window `start` is the first to hold the sound, which thus began in its last hop.
+    found
+        .iter()
+        .map(|&(start, _)| (start * hop) as f32 / sr + 1.5 * HOP_S)
+        .collect()
 }

@@ -87,3 +87,6 @@ pub fn analyze_clip(
         video,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,8 @@
 //! object colours; this needs no knowledge of where the object is and tolerates the blur and
 //! colour drift of decoded model output better than exact background subtraction.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use super::AnalyzeError;
@@ -17,6 +19,9 @@ pub struct Detection {
     pub center: [f32; 2],
     /// Pixel extent: `x1`/`y1` one past the last pixel.
     pub bbox: BBox,
+    /// Mean row width of the top third over that of the bottom third: about 1 for a ball or
+    /// a square, about 0.3 for an upright triangle.
+    pub taper: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +43,17 @@ const BG: u8 = u8::MAX;
 const BITS: u32 = 5;
 
 /// Nearest-colour labels for every quantised RGB value: one lookup per pixel afterwards.
-fn label_table(background: Background) -> Vec<u8> {
+/// Built once per background per process.
+fn label_table(background: Background) -> &'static [u8] {
+    static TABLES: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+    let slot = Background::ALL
+        .iter()
+        .position(|&b| b == background)
+        .unwrap_or(0);
+    TABLES[slot].get_or_init(|| build_label_table(background))
+}
+
+fn build_label_table(background: Background) -> Vec<u8> {
     let side = 1usize << BITS;
     let step = 256 / side;
     let mut table = vec![BG; side * side * side];
@@ -194,6 +209,9 @@ fn detect(labels: &[u8], color: u8, w: usize, h: usize) -> Option<Detection> {
         y1 = y1.max(y + 1);
     }
     let n = blob.len() as f64;
+    let third = ((y1 - y0) / 3).max(1);
+    let top = blob.iter().filter(|&&i| i / w < y0 + third).count();
+    let bottom = blob.iter().filter(|&&i| i / w >= y1 - third).count();
     Some(Detection {
         pixels: blob.len(),
         center: [(sx / n) as f32, (sy / n) as f32],
@@ -203,6 +221,7 @@ fn detect(labels: &[u8], color: u8, w: usize, h: usize) -> Option<Detection> {
             x1: x1 as f32,
             y1: y1 as f32,
         },
+        taper: top as f32 / bottom.max(1) as f32,
     })
 }
 
@@ -264,24 +283,30 @@ pub fn analyze_video(
     Ok(out)
 }
 
-/// Fill ratio of the bounding box: a square fills it (1.0), a ball π/4 ≈ 0.785, an upright
-/// triangle 0.5. Median over frames where the object is whole and large enough to count.
+/// An upright triangle is narrow at the top (taper ≈ 0.3, against ≈ 1 for the others); a
+/// square fills its bounding box (1.0) where a ball fills π/4 ≈ 0.785. Medians over frames
+/// where the object is whole and large enough to count.
 fn classify_shape(track: &[Option<Detection>], w: usize, h: usize) -> Option<Shape> {
-    let mut fills: Vec<f32> = track
+    let whole: Vec<&Detection> = track
         .iter()
         .flatten()
         .filter(|d| {
             d.bbox.x0 > 0.0 && d.bbox.y0 > 0.0 && d.bbox.x1 < w as f32 && d.bbox.y1 < h as f32
         })
         .filter(|d| d.pixels >= 16)
-        .map(|d| d.pixels as f32 / ((d.bbox.x1 - d.bbox.x0) * (d.bbox.y1 - d.bbox.y0)))
         .collect();
-    if fills.is_empty() {
-        return None;
-    }
-    fills.sort_by(f32::total_cmp);
-    let fill = fills[fills.len() / 2];
-    Some(if fill < 0.65 {
+    let median = |mut v: Vec<f32>| {
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let taper = median(whole.iter().map(|d| d.taper).collect())?;
+    let fill = median(
+        whole
+            .iter()
+            .map(|d| d.pixels as f32 / ((d.bbox.x1 - d.bbox.x0) * (d.bbox.y1 - d.bbox.y0)))
+            .collect(),
+    )?;
+    Some(if taper < 0.6 {
         Shape::Triangle
     } else if fill < 0.89 {
         Shape::Ball
@@ -350,37 +375,89 @@ fn classify_motion(track: &[Option<Detection>], w: usize, h: usize) -> Option<Mo
 }
 
 /// Ground contacts, in (fractional) frame indices: local maxima of the centroid height
-/// (y grows downwards) reached while falling. The contact time is refined by intersecting the
-/// falling line through the two frames before with the rising (or resting) line through the
-/// two frames after, because a contact rarely falls exactly on a frame.
+/// (y grows downwards) reached while falling. A contact rarely falls on a frame, so its time
+/// is where the falling arc through the three frames before meets the rising (or resting)
+/// arc through the three frames after; gravity makes both arcs parabolas.
 fn contacts(track: &[Option<Detection>], short_side: f32) -> Vec<f32> {
-    // Frames without a detection break the series; only runs of detections are searched.
     let y: Vec<Option<f32>> = track.iter().map(|d| d.map(|d| d.center[1])).collect();
+    // Centroid jitter of a resting object (edge pixels under a sub-pixel pan) stays below this.
     let eps = 0.004 * short_side;
     let ground = y
         .iter()
         .flatten()
         .copied()
         .fold(f32::NEG_INFINITY, f32::max);
+    let at = |i: isize| -> Option<f32> { y.get(usize::try_from(i).ok()?).copied().flatten() };
     let mut out = Vec::new();
     for m in 2..y.len().saturating_sub(1) {
-        let (Some(a), Some(b), Some(c), Some(d)) = (y[m - 2], y[m - 1], y[m], y[m + 1]) else {
+        let mi = m as isize;
+        let (Some(a), Some(b), Some(c), Some(d)) = (at(mi - 2), at(mi - 1), at(mi), at(mi + 1))
+        else {
             continue;
         };
         let falling_in = c > b + eps && c - a > 2.0 * eps;
-        if !falling_in || d > c || c < ground - 0.1 * short_side {
+        if !falling_in || d > c + eps || c < ground - 0.1 * short_side {
             continue;
         }
-        let e = y.get(m + 2).copied().flatten().unwrap_or(d);
-        let (down, up) = (b - a, e - d);
-        let mf = m as f32;
-        // b + down (t - (m-1)) = d + up (t - (m+1))
-        let t = if down - up > 1e-6 {
-            (d - up * (mf + 1.0) - b + down * (mf - 1.0)) / (down - up)
-        } else {
-            mf
+        // With a single frame after, a rebound and a rest look alike: leave it unjudged.
+        let Some(e) = at(mi + 2) else {
+            continue;
         };
-        out.push(t.clamp(mf - 1.0, mf + 1.0));
+        // Arcs in local time u = t - m; a missing third frame degrades to a line, and arcs
+        // that do not meet near m (noise on a tiny hop) fall back to lines.
+        let before = arc([(-1.0, Some(b)), (-2.0, Some(a)), (-3.0, at(mi - 3))]);
+        let after = arc([(1.0, Some(d)), (2.0, Some(e)), (3.0, at(mi + 3))]);
+        let lines = (
+            arc([(-1.0, Some(b)), (-2.0, Some(a)), (0.0, None)]),
+            arc([(1.0, Some(d)), (2.0, Some(e)), (0.0, None)]),
+        );
+        let diff = |p: [f32; 3], q: [f32; 3]| [0, 1, 2].map(|k| p[k] - q[k]);
+        let u = meeting(diff(before, after))
+            .or_else(|| meeting(diff(lines.0, lines.1)))
+            .unwrap_or(0.0);
+        out.push(m as f32 + u);
     }
     out
+}
+
+/// Coefficients `[c0, c1, c2]` of `c0 + c1 u + c2 u²` through the given points (the first
+/// one always present): a parabola through three, a line through two, a constant.
+fn arc(points: [(f32, Option<f32>); 3]) -> [f32; 3] {
+    let (u0, y0) = (points[0].0, points[0].1.unwrap_or(0.0));
+    let Some(y1) = points[1].1 else {
+        return [y0, 0.0, 0.0];
+    };
+    let u1 = points[1].0;
+    let slope = (y1 - y0) / (u1 - u0);
+    let line = [y0 - slope * u0, slope, 0.0];
+    let Some(y2) = points[2].1 else {
+        return line;
+    };
+    // Newton form: line + k (u - u0)(u - u1).
+    let u2 = points[2].0;
+    let k = (y2 - (line[0] + line[1] * u2)) / ((u2 - u0) * (u2 - u1));
+    [line[0] + k * u0 * u1, line[1] - k * (u0 + u1), k]
+}
+
+/// Root of `c0 + c1 u + c2 u²` in [-1, 1] closest to 0, if any.
+fn meeting([c0, c1, c2]: [f32; 3]) -> Option<f32> {
+    let roots: Vec<f32> = if c2.abs() < 1e-6 {
+        if c1.abs() < 1e-9 {
+            Vec::new()
+        } else {
+            vec![-c0 / c1]
+        }
+    } else {
+        let disc = c1 * c1 - 4.0 * c2 * c0;
+        if disc < 0.0 {
+            Vec::new()
+        } else {
+            let r = disc.sqrt();
+            vec![(-c1 - r) / (2.0 * c2), (-c1 + r) / (2.0 * c2)]
+        }
+    };
+    roots
+        .into_iter()
+        .filter(|u| (-1.0..=1.0).contains(u))
+        .min_by(|p, q| p.abs().total_cmp(&q.abs()))
 }

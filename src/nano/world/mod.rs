@@ -26,3 +26,6 @@ pub use scene::{
     ObjectRequest, Physics, Scene, SceneRequest, Shape, Size, HELD_OUT,
 };
 pub use sound::render_audio;
+
+#[cfg(test)]
+mod tests;

@@ -160,23 +160,35 @@ fn background_pixel(bg: Background, seed: u64, col: i64, row: usize, height: usi
     }
 }
 
-/// Fraction of a pixel `(px, py)` covered by the shape, from a 4×4 grid of samples.
+fn inside(shape: Shape, dx: f32, dy: f32, half: f32) -> bool {
+    match shape {
+        Shape::Ball => dx * dx + dy * dy <= half * half,
+        Shape::Square => dx.abs() <= half && dy.abs() <= half,
+        // Upright isosceles: apex at the top, base on the bottom edge.
+        Shape::Triangle => dy <= half && dx.abs() <= (dy + half) * 0.5,
+    }
+}
+
+/// Fraction of pixel `(px, py)` covered by the shape, from a 4×4 grid of samples. The shapes
+/// are convex, so a pixel whose four corners are inside is covered; only edge pixels pay for
+/// the samples.
 fn coverage(shape: Shape, cx: f32, cy: f32, half: f32, px: usize, py: usize) -> f32 {
-    let mut inside = 0;
+    let (x, y) = (px as f32 - cx, py as f32 - cy);
+    if [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
+        .iter()
+        .all(|&(ox, oy)| inside(shape, x + ox, y + oy, half))
+    {
+        return 1.0;
+    }
+    let mut hits = 0;
     for sy in 0..4 {
         for sx in 0..4 {
-            let dx = px as f32 + (sx as f32 + 0.5) / 4.0 - cx;
-            let dy = py as f32 + (sy as f32 + 0.5) / 4.0 - cy;
-            let hit = match shape {
-                Shape::Ball => dx * dx + dy * dy <= half * half,
-                Shape::Square => dx.abs() <= half && dy.abs() <= half,
-                // Upright isosceles: apex at the top, base on the bottom edge.
-                Shape::Triangle => dy <= half && dx.abs() <= (dy + half) * 0.5,
-            };
-            inside += hit as u32;
+            let dx = x + (sx as f32 + 0.5) / 4.0;
+            let dy = y + (sy as f32 + 0.5) / 4.0;
+            hits += inside(shape, dx, dy, half) as u32;
         }
     }
-    inside as f32 / 16.0
+    hits as f32 / 16.0
 }
 
 /// Object geometry in pixels at time `t`: centre and half extent.
@@ -219,28 +231,32 @@ pub fn render_video(
     let travel = [0.0, duration_s].map(|t| traj.camera_x(t) * width as f32);
     let left = travel[0].min(travel[1]).floor() as i64 - 1;
     let pano_w = width + (travel[0] - travel[1]).abs().ceil() as usize + 3;
-    let mut pano = vec![[0f32; 3]; pano_w * height];
+    let mut pano = vec![0f32; 3 * pano_w * height];
     for row in 0..height {
         for c in 0..pano_w {
-            pano[row * pano_w + c] =
-                background_pixel(scene.background, scene.seed, left + c as i64, row, height);
+            let p = background_pixel(scene.background, scene.seed, left + c as i64, row, height);
+            pano[3 * (row * pano_w + c)..][..3].copy_from_slice(&p);
         }
     }
     let objects: Vec<Object> = std::iter::once(scene.object).chain(scene.second).collect();
 
+    // Plain index loops: this runs per pixel per frame, and tests run it unoptimised.
     (0..n)
         .map(|i| {
             let t = i as f32 / fps;
             let shift = traj.camera_x(t) * width as f32 - left as f32;
-            let base = shift.floor();
-            let frac = shift - base;
-            let mut img = vec![[0f32; 3]; width * height];
+            let base = shift.floor().max(0.0) as usize;
+            let frac = shift - shift.floor();
+            let mut rgb = vec![0u8; 3 * width * height];
             for row in 0..height {
+                let src = &pano[3 * row * pano_w..3 * (row + 1) * pano_w];
+                let dst = &mut rgb[3 * row * width..3 * (row + 1) * width];
                 for x in 0..width {
-                    let c = (x as i64 + base as i64).clamp(0, pano_w as i64 - 2) as usize;
-                    let a = pano[row * pano_w + c];
-                    let b = pano[row * pano_w + c + 1];
-                    img[row * width + x] = [0, 1, 2].map(|k| a[k] + (b[k] - a[k]) * frac);
+                    let c = 3 * (x + base).min(pano_w - 2);
+                    for k in 0..3 {
+                        let (a, b) = (src[c + k], src[c + 3 + k]);
+                        dst[3 * x + k] = (a + (b - a) * frac + 0.5) as u8;
+                    }
                 }
             }
             // Companion first so the moving primary passes in front of it.
@@ -249,7 +265,7 @@ pub fn render_video(
                 let Some((cx, cy, half)) = placed(&traj, index, t, width, height, object) else {
                     continue;
                 };
-                let rgb = object.color.rgb().map(|c| c as f32);
+                let color = object.color.rgb();
                 let x0 = (cx - half - 1.0).floor().max(0.0) as usize;
                 let y0 = (cy - half - 1.0).floor().max(0.0) as usize;
                 let x1 = ((cx + half + 1.0).ceil().max(0.0) as usize).min(width);
@@ -258,16 +274,15 @@ pub fn render_video(
                     for px in x0..x1 {
                         let a = coverage(object.shape, cx, cy, half, px, py);
                         if a > 0.0 {
-                            let p = &mut img[py * width + px];
-                            *p = [0, 1, 2].map(|k| p[k] + (rgb[k] - p[k]) * a);
+                            let p = &mut rgb[3 * (py * width + px)..][..3];
+                            for k in 0..3 {
+                                let v = p[k] as f32;
+                                p[k] = (v + (color[k] as f32 - v) * a + 0.5) as u8;
+                            }
                         }
                     }
                 }
             }
-            let rgb = img
-                .iter()
-                .flat_map(|p| p.map(|c| c.round().clamp(0.0, 255.0) as u8))
-                .collect();
             Frame { width, height, rgb }
         })
         .collect()

@@ -248,7 +248,7 @@ impl Scene {
             second_place: rng.f32(),
             drop_height: rng.f32(),
             first_impact_s: rng.range(0.4, 0.65),
-            restitution: rng.range(0.72, 0.88),
+            restitution: rng.range(0.78, 0.9),
             slide_span: rng.range(0.35, 0.45),
             orbit_period_s: rng.range(1.8, 3.0),
             orbit_phase: rng.range(0.0, std::f32::consts::TAU),

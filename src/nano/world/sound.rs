@@ -100,22 +100,20 @@ fn add_ambience(out: &mut [f32], ambience: Ambience, sr: f32, rng: &mut SplitMix
                 .filter(|(f, _)| *f < nyquist)
                 .map(|(f, a)| 0.04 * a * (TAU * f * t).sin())
                 .sum(),
-            // A slow pad: A minor, F major, C major, G major, two seconds each, crossfaded
-            // with raised-cosine envelopes so chord changes have no attack.
+            // Slow organ notes, A F C G, two seconds each, swelling in and out (sin²) with
+            // no overlap: partials are harmonics at least 170 Hz apart, so no beating
+            // within a 10 ms window, and a soft attack, so music makes no sharp onset.
             Ambience::Music => {
-                const CHORDS: [[f32; 3]; 4] = [
-                    [220.0, 261.63, 329.63],
-                    [174.61, 220.0, 261.63],
-                    [261.63, 329.63, 392.0],
-                    [196.0, 246.94, 293.66],
-                ];
+                const ROOTS: [f32; 4] = [220.0, 174.61, 261.63, 196.0];
                 let pos = t / 2.0;
-                let k = pos.floor() as usize;
-                let x = pos - pos.floor();
-                let env_next = 0.5 - 0.5 * (std::f32::consts::PI * x).cos();
-                let chord = |c: &[f32; 3]| c.iter().map(|f| (TAU * f * t).sin()).sum::<f32>();
-                0.03 * ((1.0 - env_next) * chord(&CHORDS[k % 4])
-                    + env_next * chord(&CHORDS[(k + 1) % 4]))
+                let root = ROOTS[pos as usize % ROOTS.len()];
+                let env = (std::f32::consts::PI * (pos - pos.floor())).sin().powi(2);
+                let organ: f32 = [(1.0, 1.0), (2.0, 0.5), (3.0, 0.3)]
+                    .iter()
+                    .filter(|(h, _)| root * h < nyquist)
+                    .map(|(h, a)| a * (TAU * root * h * t).sin())
+                    .sum();
+                0.05 * env * organ
             }
         };
         *s += v * fade_in(i, sr);
