@@ -233,7 +233,7 @@ pub fn analyze_video(
     background: Option<Background>,
 ) -> Result<VideoAnalysis, AnalyzeError> {
     let (w, h) = check_frames(frames)?;
-    if !(fps > 0.0) {
+    if !fps.is_finite() || fps <= 0.0 {
         return Err(AnalyzeError::Rate(fps));
     }
     let background = match background {
@@ -241,7 +241,7 @@ pub fn analyze_video(
         None => estimate_background(frames)?,
     };
     let table = label_table(background);
-    let labelled: Vec<Vec<u8>> = frames.iter().map(|f| labels(f, &table)).collect();
+    let labelled: Vec<Vec<u8>> = frames.iter().map(|f| labels(f, table)).collect();
 
     let mut counts = [0usize; 8];
     for l in labelled.iter().flatten() {

@@ -417,7 +417,7 @@ pub fn parse_prompt(prompt: &str) -> SceneRequest {
                 .filter_map(|j| direction_of(tokens[j]));
             // "from left to right" names the destination last.
             let from = tokens[i + 1..(i + 3).min(tokens.len())].contains(&"from");
-            let dir = if from { dirs.last() } else { dirs.next() };
+            let dir = if from { dirs.next_back() } else { dirs.next() };
             if let Some(right) = dir {
                 req.motion = Some(if right {
                     Motion::SlideRight

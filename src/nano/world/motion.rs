@@ -4,6 +4,8 @@
 //! Vertical physics works on the height of the object's bottom edge above the ground, so
 //! contact times do not depend on the object's size in a given aspect ratio and
 //! `render_audio` (which knows no frame size) hears exactly what `render_video` shows.
+//! Slides and camera pans cover a fixed share of the frame over the whole clip, so their
+//! speed depends on the clip's duration; bounces, falls and orbits do not.
 
 use super::scene::{Camera, Motion, Scene};
 
@@ -43,7 +45,8 @@ impl Trajectory {
     pub fn new(scene: &Scene, duration_s: f32) -> Self {
         let p = &scene.physics;
         let h0 = p.drop_height;
-        let t1 = p.first_impact_s;
+        // Hand-written scenes may say 0; keep gravity finite.
+        let t1 = p.first_impact_s.max(0.05);
         let gravity = 2.0 * h0 / (t1 * t1);
         let mut impacts = Vec::new();
         let mut rebounds = Vec::new();

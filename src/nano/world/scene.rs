@@ -241,7 +241,7 @@ impl Scene {
         };
         let silent = rng.chance(0.1);
         let wants_second = rng.chance(0.25);
-        let second_color = rng.pick(&Color::ALL[1..]);
+        let second_color = rng.pick(Color::ALL);
         let second_shape = rng.pick(Shape::ALL);
         let physics = Physics {
             place: rng.f32(),
