@@ -1,0 +1,119 @@
+//! `probe`, `spec`, `debug case`, `bench`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device};
+
+use super::{CliError, CliResult};
+use crate::engine::bench::{bench_dit_layer, DitBench};
+use crate::engine::cases::{self, CaseError};
+use crate::media::{self, MediaError};
+use crate::spec::JobSpec;
+
+pub fn probe(file: &Path, json: bool) -> CliResult {
+    let info = media::probe(file).map_err(|e| match e {
+        MediaError::Io { .. } => CliError::bad_input(e),
+        other => CliError::bad_input(format!("{other}; is it a media file?")),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&info).unwrap_or_default());
+        return Ok(());
+    }
+    println!("{}: {}, {:.3} s", file.display(), info.format, info.duration_s);
+    for s in &info.streams {
+        match s.kind {
+            media::StreamKind::Video => println!(
+                "  stream {} video {} {}x{} {:.3} fps, {} frames ({:.3} s)",
+                s.index,
+                s.codec,
+                s.width.unwrap_or(0),
+                s.height.unwrap_or(0),
+                s.fps.unwrap_or(0.0),
+                s.decoded,
+                s.duration_s
+            ),
+            media::StreamKind::Audio => println!(
+                "  stream {} audio {} {} Hz, {} ch, {} samples ({:.3} s)",
+                s.index,
+                s.codec,
+                s.sample_rate.unwrap_or(0),
+                s.channels.unwrap_or(0),
+                s.decoded,
+                s.duration_s
+            ),
+            media::StreamKind::Other => println!("  stream {} {}", s.index, s.codec),
+        }
+    }
+    Ok(())
+}
+
+pub fn spec(example: bool, schema: bool) -> CliResult {
+    let value = if schema {
+        JobSpec::schema()
+    } else if example {
+        serde_json::to_value(JobSpec::example()).unwrap_or_default()
+    } else {
+        return Err(CliError::bad_input("say what to print: --example or --schema"));
+    };
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    Ok(())
+}
+
+pub fn debug_case(dir: &Path, out: &Path) -> CliResult {
+    let tensors = cases::run_case(dir).map_err(|e| match e {
+        CaseError::Run { .. } => CliError::runtime(e),
+        _ => CliError::bad_input(e),
+    })?;
+    let map: HashMap<String, candle_core::Tensor> = tensors.into_iter().collect();
+    media::write_atomic(out, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(|e| MediaError::Invalid {
+            path: tmp.to_path_buf(),
+            message: e.to_string(),
+        })
+    })
+    .map_err(CliError::runtime)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) -> CliResult {
+    let dev = if gpu {
+        Device::cuda_if_available(0)
+            .map_err(CliError::runtime)?
+    } else {
+        Device::Cpu
+    };
+    if gpu && dev.is_cpu() {
+        return Err(CliError::bad_input(
+            "--gpu needs a build with CUDA: cargo build --release --features cuda",
+        ));
+    }
+    eprintln!(
+        "bench dit: one shared swiglu7 layer, hidden {hidden}, head_dim 128, {} q heads, 8 kv groups, 3584+126+150 tokens, {:?}",
+        hidden / 128,
+        dev
+    );
+    for name in dtypes {
+        let dtype = match name.as_str() {
+            "f32" => DType::F32,
+            "bf16" => DType::BF16,
+            "f16" => DType::F16,
+            other => return Err(CliError::bad_input(format!("--dtype {other}: allowed f32, bf16, f16"))),
+        };
+        let b = DitBench {
+            hidden,
+            repeats,
+            ..DitBench::released(dtype)
+        };
+        let r = bench_dit_layer(&b, &dev).map_err(CliError::runtime)?;
+        println!(
+            "dit layer {name}: {:.3} s, {:.0} tokens/s, {:.1} GFLOP/s ({:.1} GFLOP)",
+            r.seconds,
+            r.tokens_per_s,
+            r.gflops,
+            b.flops() / 1e9
+        );
+    }
+    Ok(())
+}
