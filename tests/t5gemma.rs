@@ -209,3 +209,24 @@ fn bench_one_released_layer_cpu_f32() {
     let t = bench_layer(&cfg, 640, 2, DType::F32, &Device::Cpu).unwrap();
     eprintln!("one T5Gemma-9B encoder layer, 640 tokens, CPU f32: {t:?}");
 }
+
+#[test]
+fn bf16_activations_stay_close_to_f32() {
+    // The GPU path runs bf16 activations with f32 norms and softmax; check the dtype plumbing on
+    // CPU against the f32 golden with a bf16-sized tolerance.
+    let dir = fixture("t5gemma_encoder");
+    let (cfg, _) = golden_encoder();
+    let weights = candle::safetensors::load(dir.join("weights.safetensors"), &Device::Cpu).unwrap();
+    let vb = VarBuilder::from_tensors(weights, DType::BF16, &Device::Cpu);
+    let enc = T5GemmaEncoder::new(&cfg, vb.pp("model").pp("encoder")).unwrap();
+    let inputs = candle::safetensors::load(dir.join("inputs.safetensors"), &Device::Cpu).unwrap();
+    let got = enc
+        .forward(&inputs["input_ids"], Some(&inputs["attention_mask"]))
+        .unwrap();
+    assert_eq!(got.dtype(), DType::BF16);
+    let exp = candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let got = got.to_dtype(DType::F32).unwrap();
+    let (max_abs, worst) = compare(&got, &exp["last_hidden_state"], 0.1, 0.05);
+    eprintln!("bf16 vs f32 golden: max abs err {max_abs:.3e}");
+    assert!(worst <= 1.0, "max abs err {max_abs}");
+}
