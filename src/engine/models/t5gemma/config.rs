@@ -119,8 +119,12 @@ impl Config {
     /// Reads a T5Gemma `config.json`: the full encoder-decoder config (its `encoder` block is
     /// used) or an encoder module config on its own.
     pub fn from_hf_json(value: &serde_json::Value) -> Result<Self> {
-        let block = value.get("encoder").unwrap_or(value);
-        serde_json::from_value(block.clone())
+        let mut block = value.get("encoder").unwrap_or(value).clone();
+        // Some exports keep the vocabulary size only at the top level.
+        if let (Some(obj), Some(vocab)) = (block.as_object_mut(), value.get("vocab_size")) {
+            obj.entry("vocab_size").or_insert_with(|| vocab.clone());
+        }
+        serde_json::from_value(block)
             .map_err(|e| candle::Error::msg(format!("T5Gemma encoder config: {e}")))
     }
 
