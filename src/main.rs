@@ -7,7 +7,9 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = cli::run(cli) {
         // Job failures were already reported one by one; other errors are reported here.
-        eprintln!("happyhorse: {:#}", e.error);
+        if !e.reported {
+            eprintln!("happyhorse: {:#}", e.error);
+        }
         std::process::exit(e.code);
     }
 }

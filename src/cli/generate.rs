@@ -1,6 +1,6 @@
 //! `generate` and `batch`: specs in, paths (or JSON results) out.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -223,6 +223,7 @@ fn run_inputs(inputs: Vec<Input>, flags: &SpecFlags, run: &RunArgs, summary: boo
         Some(code) => Err(CliError {
             code,
             error: anyhow::anyhow!("{failed} of {total} jobs failed"),
+            reported: true,
         }),
     }
 }

@@ -24,6 +24,8 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub struct CliError {
     pub code: i32,
     pub error: anyhow::Error,
+    /// Already printed to stderr (job failures are reported one by one as they happen).
+    pub reported: bool,
 }
 
 impl CliError {
@@ -31,6 +33,7 @@ impl CliError {
         CliError {
             code,
             error: error.into(),
+            reported: false,
         }
     }
     pub fn bad_input(msg: impl std::fmt::Display) -> CliError {

@@ -5,17 +5,18 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
-use super::models::{magihuman, sa_audio};
+use super::models::{magihuman, sa_audio, t5gemma};
 use super::{pipelines, samplers};
 
 /// Components `debug case` knows.
-pub const COMPONENTS: [&str; 6] = [
+pub const COMPONENTS: [&str; 7] = [
     "magihuman_dit",
     "magihuman_sampler",
     "flow_unipc",
     "sa_audio_vae_decode",
     "sa_audio_vae_encode",
     "audio_resample",
+    "t5gemma_encoder",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,7 @@ pub fn run_case(dir: &Path) -> Result<Vec<(String, Tensor)>, CaseError> {
         "sa_audio_vae_decode" | "sa_audio_vae_encode" | "audio_resample" => {
             run(sa_audio::case::run_golden_case(dir))
         }
+        "t5gemma_encoder" => run(t5gemma::run_golden_case(dir)),
         _ => Err(CaseError::UnknownComponent {
             path: dir.join("case.json").display().to_string(),
             component,

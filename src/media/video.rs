@@ -199,7 +199,7 @@ impl<'a> Muxer<'a> {
                 .map_err(ff(path, "convert RGB to YUV"))?;
             yuv.set_pts(Some(i as i64));
             venc.send_frame(&yuv).map_err(ff(path, "encode video"))?;
-            m.drain(&mut venc, vindex, video_tb)?;
+            m.drain(&mut venc, vindex, video_tb, 1)?;
 
             // Keep audio up to the end of this video frame, so the muxer interleaves cheaply.
             if let Some((aenc, aindex, layout, a)) = aenc_state.as_mut() {
@@ -208,11 +208,12 @@ impl<'a> Muxer<'a> {
             }
         }
         venc.send_eof().map_err(ff(path, "flush video"))?;
-        m.drain(&mut venc, vindex, video_tb)?;
+        m.drain(&mut venc, vindex, video_tb, 1)?;
         if let Some((mut aenc, aindex, layout, a)) = aenc_state.take() {
             m.send_audio(&mut aenc, aindex, layout, a, audio_pos, a.len())?;
             aenc.send_eof().map_err(ff(path, "flush audio"))?;
-            m.drain(&mut aenc, aindex, Rational(1, a.sample_rate as i32))?;
+            let frame_size = aenc.frame_size() as i64;
+            m.drain(&mut aenc, aindex, Rational(1, a.sample_rate as i32), frame_size)?;
         }
         m.octx.write_trailer().map_err(ff(path, "write trailer"))?;
         Ok(())
@@ -252,7 +253,7 @@ impl<'a> Muxer<'a> {
             }
             f.set_pts(Some(from as i64));
             aenc.send_frame(&f).map_err(ff(self.path, "encode audio"))?;
-            self.drain(aenc, index, Rational(1, a.sample_rate as i32))?;
+            self.drain(aenc, index, Rational(1, a.sample_rate as i32), n as i64)?;
             from += n;
         }
         Ok(from)
@@ -263,6 +264,7 @@ impl<'a> Muxer<'a> {
         enc: &mut encoder::encoder::Encoder,
         index: usize,
         enc_tb: Rational,
+        packet_duration: i64,
     ) -> Result<(), MediaError> {
         let stream_tb = self
             .octx
@@ -272,6 +274,11 @@ impl<'a> Muxer<'a> {
         let mut packet = Packet::empty();
         while enc.receive_packet(&mut packet).is_ok() {
             packet.set_stream(index);
+            // Without a duration the muxer cannot tell how long the last frame lasts, and the
+            // stream reads as one frame short (and its average fps as off).
+            if packet.duration() == 0 {
+                packet.set_duration(packet_duration);
+            }
             packet.rescale_ts(enc_tb, stream_tb);
             packet
                 .write_interleaved(&mut self.octx)
