@@ -9,16 +9,26 @@ fn frames(width: u32, height: u32, fps: u32, n: usize) -> Frames {
     for i in 0..n {
         for y in 0..height {
             for x in 0..width {
-                let inside = (x as usize).abs_diff(i * 2 % width as usize) < 6 && y.abs_diff(height / 2) < 6;
+                let inside =
+                    (x as usize).abs_diff(i * 2 % width as usize) < 6 && y.abs_diff(height / 2) < 6;
                 if inside {
                     data.extend_from_slice(&[230, 30, 30]);
                 } else {
-                    data.extend_from_slice(&[(x * 255 / width) as u8, (y * 255 / height) as u8, 90]);
+                    data.extend_from_slice(&[
+                        (x * 255 / width) as u8,
+                        (y * 255 / height) as u8,
+                        90,
+                    ]);
                 }
             }
         }
     }
-    Frames { width, height, fps, data }
+    Frames {
+        width,
+        height,
+        fps,
+        data,
+    }
 }
 
 fn tone(sample_rate: u32, channels: u16, seconds: f64) -> Audio {
@@ -29,7 +39,11 @@ fn tone(sample_rate: u32, channels: u16, seconds: f64) -> Audio {
             std::iter::repeat_n(s, channels as usize)
         })
         .collect();
-    Audio { sample_rate, channels, samples }
+    Audio {
+        sample_rate,
+        channels,
+        samples,
+    }
 }
 
 fn check_mp4(codec: VideoCodec, expected_codec: &str, fps: u32, sample_rate: u32, channels: u16) {
@@ -38,7 +52,10 @@ fn check_mp4(codec: VideoCodec, expected_codec: &str, fps: u32, sample_rate: u32
     let (w, h, n) = (96, 54, 2 * fps as usize);
     let video = frames(w, h, fps, n);
     let audio = tone(sample_rate, channels, 2.0);
-    let opts = VideoOptions { codec, ..VideoOptions::default() };
+    let opts = VideoOptions {
+        codec,
+        ..VideoOptions::default()
+    };
     media::encode_mp4(&path, &video, Some(&audio), opts).unwrap();
 
     let info = media::probe(&path).unwrap();
@@ -56,10 +73,21 @@ fn check_mp4(codec: VideoCodec, expected_codec: &str, fps: u32, sample_rate: u32
     // AAC codes whole 1024-sample frames: the decoded sound may run up to one AAC frame past
     // the clip, never short of it.
     let aac_frame = 1024.0 / sample_rate as f64;
-    assert!(a.duration_s >= 2.0 - 1e-9 && a.duration_s <= 2.0 + aac_frame, "audio {} s", a.duration_s);
-    assert!((info.duration_s - 2.0).abs() <= frame, "container {} s", info.duration_s);
+    assert!(
+        a.duration_s >= 2.0 - 1e-9 && a.duration_s <= 2.0 + aac_frame,
+        "audio {} s",
+        a.duration_s
+    );
+    assert!(
+        (info.duration_s - 2.0).abs() <= frame,
+        "container {} s",
+        info.duration_s
+    );
     // Nothing but the final file is left in the folder.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("clip.mp4")]);
 }
 
@@ -101,9 +129,15 @@ fn png_frames_are_written_as_a_folder() {
     let out = dir.path().join("clip-frames");
     let video = frames(32, 18, 12, 3);
     media::write_png_frames(&out, &video).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
-    assert_eq!(names, ["frame_00001.png", "frame_00002.png", "frame_00003.png"]);
+    assert_eq!(
+        names,
+        ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    );
     let img = image::open(out.join("frame_00002.png")).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (32, 18));
     assert_eq!(img.as_raw().as_slice(), video.frame(1));
@@ -128,7 +162,13 @@ fn retimed_clip_keeps_its_duration() {
     let path = dir.path().join("clip.mp4");
     let video = media::retime_frames(&frames(64, 36, 25, 50), 12);
     assert_eq!(video.count(), 24);
-    media::encode_mp4(&path, &video, Some(&tone(44100, 1, 2.0)), VideoOptions::default()).unwrap();
+    media::encode_mp4(
+        &path,
+        &video,
+        Some(&tone(44100, 1, 2.0)),
+        VideoOptions::default(),
+    )
+    .unwrap();
     let info = media::probe(&path).unwrap();
     let v = info.stream(StreamKind::Video).unwrap();
     assert_eq!(v.fps, Some(12.0));

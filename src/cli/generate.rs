@@ -49,7 +49,11 @@ impl SpecFlags {
         if !self.sound_style.is_empty() {
             spec.sound_style = self.sound_style.clone();
         }
-        if self.out_dir.is_some() || self.name.is_some() || self.codec.is_some() || self.formats.is_some() {
+        if self.out_dir.is_some()
+            || self.name.is_some()
+            || self.codec.is_some()
+            || self.formats.is_some()
+        {
             let o = spec.output.get_or_insert_with(OutputSpec::default);
             o.dir = self.out_dir.clone().or(o.dir.take());
             o.name = self.name.clone().or(o.name.take());
@@ -189,7 +193,11 @@ fn run_inputs(inputs: Vec<Input>, flags: &SpecFlags, run: &RunArgs, summary: boo
                     ok += 1;
                 }
                 if run.json {
-                    let _ = writeln!(out, "{}", serde_json::to_string(&result).unwrap_or_default());
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&result).unwrap_or_default()
+                    );
                 } else {
                     for p in result.paths() {
                         let _ = writeln!(out, "{}", p.display());
@@ -239,27 +247,48 @@ fn run_one(
     let bar = tty.then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
-            ProgressStyle::with_template("{prefix}{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix}{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b.set_prefix(label.to_string());
         b
     });
     let mut on_event = |e: Event| match (&bar, e) {
-        (Some(b), Event::Step { step, total, variant, .. }) => {
+        (
+            Some(b),
+            Event::Step {
+                step,
+                total,
+                variant,
+                ..
+            },
+        ) => {
             b.set_length(total as u64);
             b.set_position(step as u64);
             b.set_message(format!("variant {variant}"));
         }
-        (Some(b), Event::Encoding { variant, .. }) => b.set_message(format!("encoding variant {variant}")),
-        (None, Event::Loading { job, model }) => eprintln!("happyhorse: {label}{job}: loading {model}"),
+        (Some(b), Event::Encoding { variant, .. }) => {
+            b.set_message(format!("encoding variant {variant}"))
+        }
+        (None, Event::Loading { job, model }) => {
+            eprintln!("happyhorse: {label}{job}: loading {model}")
+        }
         (None, Event::Encoding { job, variant }) => {
             eprintln!("happyhorse: {label}{job}: encoding variant {variant}")
         }
         _ => {}
     };
-    let r = jobs::run_job(spec, registry, opts, &mut jobs::make_generator, cancel, &mut on_event);
+    let r = jobs::run_job(
+        spec,
+        registry,
+        opts,
+        &mut jobs::make_generator,
+        cancel,
+        &mut on_event,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -273,7 +273,9 @@ fn parse_format(s: &str) -> Result<Format, String> {
         "mp4" => Ok(Format::Mp4),
         "wav" => Ok(Format::Wav),
         "png" => Ok(Format::Png),
-        _ => Err(format!("\"{s}\" is not an output format; allowed: mp4, wav, png")),
+        _ => Err(format!(
+            "\"{s}\" is not an output format; allowed: mp4, wav, png"
+        )),
     }
 }
 

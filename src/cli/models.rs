@@ -44,13 +44,21 @@ pub fn run(command: ModelsCommand) -> CliResult {
                 if json {
                     println!("{}", manifest_json(m));
                 } else {
-                    let default = if m.name == DEFAULT_MODEL { " (default)" } else { "" };
+                    let default = if m.name == DEFAULT_MODEL {
+                        " (default)"
+                    } else {
+                        ""
+                    };
                     println!("{}{default}\t{}", m.name, m.description);
                 }
             }
             Ok(())
         }
-        ModelsCommand::Info { name, json, weights } => {
+        ModelsCommand::Info {
+            name,
+            json,
+            weights,
+        } => {
             let entry = registry.find(&name).map_err(registry_error)?;
             let m = &entry.manifest;
             if json {
@@ -74,7 +82,11 @@ pub fn run(command: ModelsCommand) -> CliResult {
             );
             println!("duration: {} to {} s", m.min_duration_s, m.max_duration_s);
             for r in &m.resolutions {
-                let sizes: Vec<_> = r.sizes.iter().map(|(a, [w, h])| format!("{a} {w}x{h}")).collect();
+                let sizes: Vec<_> = r
+                    .sizes
+                    .iter()
+                    .map(|(a, [w, h])| format!("{a} {w}x{h}"))
+                    .collect();
                 println!("resolution {}: {}", r.name, sizes.join(", "));
             }
             println!("controls: {}", m.supports.join(", "));
@@ -91,7 +103,10 @@ pub fn run(command: ModelsCommand) -> CliResult {
                     format!(" (only {})", c.only_for.join(", "))
                 };
                 let repo = c.repo.as_deref().unwrap_or("-");
-                println!("  {:<18} {} [{repo}: {}]{only}: {found}", c.role, c.local, c.path);
+                println!(
+                    "  {:<18} {} [{repo}: {}]{only}: {found}",
+                    c.role, c.local, c.path
+                );
             }
             Ok(())
         }

@@ -20,7 +20,12 @@ pub fn probe(file: &Path, json: bool) -> CliResult {
         println!("{}", serde_json::to_string(&info).unwrap_or_default());
         return Ok(());
     }
-    println!("{}: {}, {:.3} s", file.display(), info.format, info.duration_s);
+    println!(
+        "{}: {}, {:.3} s",
+        file.display(),
+        info.format,
+        info.duration_s
+    );
     for s in &info.streams {
         match s.kind {
             media::StreamKind::Video => println!(
@@ -54,9 +59,14 @@ pub fn spec(example: bool, schema: bool) -> CliResult {
     } else if example {
         serde_json::to_value(JobSpec::example()).unwrap_or_default()
     } else {
-        return Err(CliError::bad_input("say what to print: --example or --schema"));
+        return Err(CliError::bad_input(
+            "say what to print: --example or --schema",
+        ));
     };
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -79,8 +89,7 @@ pub fn debug_case(dir: &Path, out: &Path) -> CliResult {
 
 pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) -> CliResult {
     let dev = if gpu {
-        Device::cuda_if_available(0)
-            .map_err(CliError::runtime)?
+        Device::cuda_if_available(0).map_err(CliError::runtime)?
     } else {
         Device::Cpu
     };
@@ -99,7 +108,11 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
             "f32" => DType::F32,
             "bf16" => DType::BF16,
             "f16" => DType::F16,
-            other => return Err(CliError::bad_input(format!("--dtype {other}: allowed f32, bf16, f16"))),
+            other => {
+                return Err(CliError::bad_input(format!(
+                    "--dtype {other}: allowed f32, bf16, f16"
+                )))
+            }
         };
         let b = DitBench {
             hidden,

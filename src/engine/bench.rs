@@ -7,7 +7,9 @@ use std::time::Instant;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::models::magihuman::{ElementWiseFourierEmbed, ModalityRanges, ModelConfig, TransformerLayer};
+use super::models::magihuman::{
+    ElementWiseFourierEmbed, ModalityRanges, ModelConfig, TransformerLayer,
+};
 
 /// Shape of the `bench dit` run: one shared (single-expert, swiglu7) layer.
 #[derive(Debug, Clone)]
@@ -62,10 +64,17 @@ impl DitBench {
     /// activations are a rounding error next to them).
     pub fn flops(&self) -> f64 {
         let cfg = self.config();
-        let (l, h, d) = (self.tokens() as f64, self.hidden as f64, self.head_dim as f64);
+        let (l, h, d) = (
+            self.tokens() as f64,
+            self.hidden as f64,
+            self.head_dim as f64,
+        );
         let (hq, hkv) = (cfg.heads_q() as f64, cfg.heads_kv() as f64);
         let qkv = hq * d + 2.0 * hkv * d + cfg.gating_size() as f64;
-        let linears = h * qkv + hq * d * h + h * cfg.up_gate_size(0) as f64 + cfg.intermediate_size(0) as f64 * h;
+        let linears = h * qkv
+            + hq * d * h
+            + h * cfg.up_gate_size(0) as f64
+            + cfg.intermediate_size(0) as f64 * h;
         2.0 * l * linears + 4.0 * l * l * hq * d
     }
 }
@@ -85,10 +94,22 @@ fn layer_weights(cfg: &ModelConfig, dev: &Device) -> Result<HashMap<String, Tens
         ("attention.linear_qkv.weight", vec![qkv, h], 0.02),
         ("attention.q_norm.weight", vec![d], 0.1),
         ("attention.k_norm.weight", vec![d], 0.1),
-        ("attention.linear_proj.weight", vec![h, cfg.heads_q() * d], 0.02),
+        (
+            "attention.linear_proj.weight",
+            vec![h, cfg.heads_q() * d],
+            0.02,
+        ),
         ("mlp.pre_norm.weight", vec![h], 0.1),
-        ("mlp.up_gate_proj.weight", vec![cfg.up_gate_size(0), h], 0.02),
-        ("mlp.down_proj.weight", vec![h, cfg.intermediate_size(0)], 0.02),
+        (
+            "mlp.up_gate_proj.weight",
+            vec![cfg.up_gate_size(0), h],
+            0.02,
+        ),
+        (
+            "mlp.down_proj.weight",
+            vec![h, cfg.intermediate_size(0)],
+            0.02,
+        ),
     ];
     shapes
         .into_iter()

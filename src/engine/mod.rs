@@ -1,10 +1,10 @@
 //! The compute side: device and dtype, weight loading, model ports, samplers, pipelines.
 //! No terminal or CLI crates here.
 
+pub mod bench;
+pub mod cases;
 pub mod models;
 pub mod pipelines;
 pub mod registry;
 pub mod samplers;
 pub mod weights;
-pub mod bench;
-pub mod cases;

@@ -183,7 +183,10 @@ pub trait Generator {
 }
 
 /// Validates and resolves `spec`: every error a user can fix before any model is loaded.
-pub fn prepare(spec: &JobSpec, registry: &Registry) -> Result<(registry::ModelEntry, ResolvedJob), JobError> {
+pub fn prepare(
+    spec: &JobSpec,
+    registry: &Registry,
+) -> Result<(registry::ModelEntry, ResolvedJob), JobError> {
     spec.validate().map_err(JobError::Spec)?;
     let name = spec.model.as_deref().unwrap_or(registry::DEFAULT_MODEL);
     let entry = registry.find(name)?;
@@ -223,7 +226,11 @@ pub fn run_job(
     spec: &JobSpec,
     registry: &Registry,
     opts: &RunOptions,
-    make_generator: &mut dyn FnMut(&registry::ModelEntry, &ResolvedJob, &WeightSearch) -> Result<Box<dyn Generator>, JobError>,
+    make_generator: &mut dyn FnMut(
+        &registry::ModelEntry,
+        &ResolvedJob,
+        &WeightSearch,
+    ) -> Result<Box<dyn Generator>, JobError>,
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<JobResult, JobError> {
@@ -236,7 +243,10 @@ pub fn run_job(
         .map(|v| {
             let video = first_seed + v;
             // Audio noise is independent of video noise unless the user pins it.
-            let audio = spec.audio_seed.map(|s| s + v).unwrap_or(video ^ 0x5EED_A0D1_0000);
+            let audio = spec
+                .audio_seed
+                .map(|s| s + v)
+                .unwrap_or(video ^ 0x5EED_A0D1_0000);
             Seeds { video, audio }
         })
         .collect();

@@ -59,9 +59,16 @@ impl Queue {
                 let result = if s.cancel.is_cancelled() {
                     Err(JobError::Cancelled)
                 } else {
-                    run_job(&s.spec, &registry, &opts, &mut *factory, &s.cancel, &mut |e| {
-                        let _ = tx.send(QueueEvent::Progress(ticket, e));
-                    })
+                    run_job(
+                        &s.spec,
+                        &registry,
+                        &opts,
+                        &mut *factory,
+                        &s.cancel,
+                        &mut |e| {
+                            let _ = tx.send(QueueEvent::Progress(ticket, e));
+                        },
+                    )
                 };
                 if events_tx.send(QueueEvent::Done(ticket, result)).is_err() {
                     break; // the owner is gone

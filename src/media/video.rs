@@ -213,7 +213,12 @@ impl<'a> Muxer<'a> {
             m.send_audio(&mut aenc, aindex, layout, a, audio_pos, a.len())?;
             aenc.send_eof().map_err(ff(path, "flush audio"))?;
             let frame_size = aenc.frame_size() as i64;
-            m.drain(&mut aenc, aindex, Rational(1, a.sample_rate as i32), frame_size)?;
+            m.drain(
+                &mut aenc,
+                aindex,
+                Rational(1, a.sample_rate as i32),
+                frame_size,
+            )?;
         }
         m.octx.write_trailer().map_err(ff(path, "write trailer"))?;
         Ok(())

@@ -1,0 +1,151 @@
+//! The real binary, driven as a script would: stdout carries only paths or JSON, exit codes
+//! follow the contract (0 ok, 2 bad input, 3 model missing, 4 runtime, 130 interrupted).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn happyhorse(args: &[&str], stdin: Option<&str>, cwd: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_happyhorse"));
+    cmd.args(args)
+        .current_dir(cwd)
+        // Never find real weights on the test machine.
+        .env("HF_HOME", cwd.join("hf"))
+        .env_remove("HAPPYHORSE_MODEL_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn spec_example_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = happyhorse(&["spec", "--example"], None, dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let spec = happyhorse::spec::JobSpec::from_json(&text(&out.stdout)).unwrap();
+    spec.validate().unwrap();
+    let out = happyhorse(&["spec", "--schema"], None, dir.path());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["required"], serde_json::json!(["prompt"]));
+    assert!(schema["properties"]["fps"].is_object());
+}
+
+#[test]
+fn missing_weights_exit_3_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = happyhorse(
+        &["generate", "a red ball bouncing", "-m", "magihuman-distill"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout must carry only paths: {}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("model `magihuman-distill` is missing its transformer file `distill/model.safetensors.index.json`"), "{err}");
+    assert!(
+        err.contains("happyhorse models pull magihuman-distill"),
+        "{err}"
+    );
+    let out = happyhorse(&["models", "path", "magihuman-base"], None, dir.path());
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn bad_spec_exits_2_with_nothing_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = happyhorse(
+        &["generate", "-"],
+        Some(r#"{"prompt": "x", "fps": 30}"#),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr)
+        .contains("spec field `fps`: 30 is not supported; allowed: 12, 18, 24, 25"));
+    let out = happyhorse(
+        &["generate", "x", "--model", "no-such-model"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains(
+        "unknown model `no-such-model`; known models: magihuman-base, magihuman-distill"
+    ));
+    let out = happyhorse(&["generate"], None, dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn batch_reports_every_job_and_goes_on_after_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = "{\"prompt\": \"one\", \"model\": \"magihuman-distill\"}\n{\"prompt\": \"two\", \"fsp\": 24}\n{\"prompt\": \"three\", \"model\": \"magihuman-distill\"}\n";
+    std::fs::write(dir.path().join("jobs.jsonl"), jobs).unwrap();
+    let out = happyhorse(&["batch", "jobs.jsonl", "--json"], None, dir.path());
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "one JSON object per job");
+    let kinds: Vec<_> = lines
+        .iter()
+        .map(|l| l["error_kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["model_missing", "bad_input", "model_missing"]);
+    assert_eq!(lines[1]["input"], "jobs.jsonl line 2");
+    assert!(lines[0]["id"].as_str().unwrap().len() == 12);
+    assert_eq!(out.status.code(), Some(3), "exit code of the first failure");
+    assert!(text(&out.stderr).contains("3 jobs: 0 done, 0 skipped, 3 failed"));
+}
+
+#[test]
+fn probe_reports_streams_and_rejects_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    let audio = happyhorse::media::Audio {
+        sample_rate: 22050,
+        channels: 1,
+        samples: vec![0.25; 22050],
+    };
+    happyhorse::media::write_wav(&wav, &audio).unwrap();
+    let out = happyhorse(&["probe", "tone.wav", "--json"], None, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["streams"][0]["sample_rate"], 22050);
+    assert_eq!(info["streams"][0]["decoded"], 22050);
+    let out = happyhorse(&["probe", "nothing.mp4"], None, dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn models_list_and_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = happyhorse(&["models", "list"], None, dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("magihuman-base (default)\t"));
+    let out = happyhorse(
+        &["models", "info", "magihuman-base", "--json"],
+        None,
+        dir.path(),
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["defaults"]["steps"], 32);
+    assert_eq!(
+        m["resolutions"][0]["sizes"]["16:9"],
+        serde_json::json!([448, 256])
+    );
+}
