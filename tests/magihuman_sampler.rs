@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core as candle;
 
 use candle::{DType, Device, Tensor};
-use happyhorse::engine::pipelines::magihuman::run_sampler_case_with;
+use happyhorse::engine::pipelines::run_sampler_case_with;
 use happyhorse::engine::pipelines::{
     sample, Denoiser, NoiseSource, QueuedNoise, SampleError, SamplerConfig, SamplerInputs,
     SeededNoise, StepEvent, TextCondition,

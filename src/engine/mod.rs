@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cases;
+pub mod golden;
 pub mod models;
 pub mod pipelines;
 pub mod registry;

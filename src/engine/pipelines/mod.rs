@@ -6,9 +6,12 @@
 //! by the golden cases).
 
 pub mod magihuman;
+pub mod magihuman_case;
 
 pub use magihuman::{
-    pad_or_trim_text, run_sampler_golden_case, run_sampler_golden_case_debug, sample, Denoiser,
-    NoiseSource, QueuedNoise, SampleError, SampleOutput, SamplerConfig, SamplerInputs, SeededNoise,
-    StepEvent, TextCondition,
+    pad_or_trim_text, sample, Denoiser, NoiseSource, QueuedNoise, SampleError, SampleOutput,
+    SamplerConfig, SamplerInputs, SeededNoise, StepEvent, TextCondition,
+};
+pub use magihuman_case::{
+    run_sampler_case_with, run_sampler_golden_case, run_sampler_golden_case_debug,
 };
