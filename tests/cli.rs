@@ -149,3 +149,33 @@ fn models_list_and_info() {
         serde_json::json!([448, 256])
     );
 }
+
+#[test]
+fn pull_offline_or_unreachable_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_happyhorse"));
+        cmd.args(["models", "pull", "magihuman-distill"])
+            .current_dir(dir.path())
+            .env("HF_HOME", dir.path().join("hf"))
+            .env_remove("HF_HUB_OFFLINE");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[("HF_HUB_OFFLINE", "1")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("HF_HUB_OFFLINE is set, so `distill/model.safetensors.index.json` (GAIR/daVinci-MagiHuman) cannot be downloaded"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    // A closed port on loopback: the download fails fast and says how to retry.
+    let out = run(&[("HF_ENDPOINT", "http://127.0.0.1:9")]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "downloading `distill/model.safetensors.index.json` from GAIR/daVinci-MagiHuman failed"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}

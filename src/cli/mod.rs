@@ -112,6 +112,13 @@ pub enum ModelsCommand {
         #[command(flatten)]
         weights: WeightArgs,
     },
+    /// Download a model's files from the Hugging Face hub into the hub cache.
+    Pull {
+        name: String,
+        /// Only the files needed at this resolution (default: all).
+        #[arg(long, short = 'r')]
+        resolution: Option<String>,
+    },
     /// Where each of a model's files is found (exit 3 if any is missing).
     Path {
         name: String,

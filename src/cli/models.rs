@@ -1,6 +1,7 @@
 //! `models list | info | path`.
 
-use super::{CliError, CliResult, ModelsCommand, EXIT_BAD_INPUT, EXIT_MODEL_MISSING};
+use super::{CliError, CliResult, ModelsCommand, EXIT_BAD_INPUT, EXIT_MODEL_MISSING, EXIT_RUNTIME};
+use crate::engine::hub::{self, HubError};
 use crate::engine::registry::{Manifest, Registry, RegistryError, WeightSearch, DEFAULT_MODEL};
 
 fn registry_error(e: RegistryError) -> CliError {
@@ -107,6 +108,29 @@ pub fn run(command: ModelsCommand) -> CliResult {
                     "  {:<18} {} [{repo}: {}]{only}: {found}",
                     c.role, c.local, c.path
                 );
+            }
+            Ok(())
+        }
+        ModelsCommand::Pull { name, resolution } => {
+            let entry = registry.find(&name).map_err(registry_error)?;
+            if let Some(r) = &resolution {
+                if entry.manifest.resolution(r).is_none() {
+                    return Err(CliError::bad_input(format!(
+                        "model `{name}` has no resolution \"{r}\"; see `happyhorse models info {name}`"
+                    )));
+                }
+            }
+            let pulled = hub::pull(&entry, resolution.as_deref(), &mut |repo, file| {
+                eprintln!("happyhorse: downloading {repo}: {file}")
+            })
+            .map_err(|e| match e {
+                HubError::Offline { .. } | HubError::NoRepo { .. } => {
+                    CliError::new(EXIT_MODEL_MISSING, e)
+                }
+                _ => CliError::new(EXIT_RUNTIME, e),
+            })?;
+            for p in pulled {
+                println!("{}", p.path.display());
             }
             Ok(())
         }

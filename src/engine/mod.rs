@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cases;
 pub mod golden;
+pub mod hub;
 pub mod models;
 pub mod pipelines;
 pub mod registry;
