@@ -11,7 +11,7 @@
 
 use candle::{DType, Module, Result, Tensor};
 use candle_core as candle;
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Config;
 use super::conv3d::Conv3d;
@@ -86,8 +86,8 @@ impl Module for ResnetBlock {
 pub struct Upsampler {
     /// `(3,1,1)`, C → 2C: each input frame becomes two output frames.
     time_conv: Option<Conv3d>,
-    /// `resample.1`: 3x3 conv after the nearest x2.
-    conv: Conv2d,
+    /// `resample.1`: the per-frame 3x3 `nn.Conv2d` after the nearest x2.
+    conv: Conv3d,
 }
 
 impl Upsampler {
@@ -97,11 +97,8 @@ impl Upsampler {
         } else {
             None
         };
-        let conv_cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let conv = candle_nn::conv2d(dim, dim, 3, conv_cfg, vb.pp("resample").pp("1"))?;
+        let vr = vb.pp("resample").pp("1");
+        let conv = Conv3d::from_conv2d(vr.get((dim, dim, 3, 3), "weight")?, vr.get(dim, "bias")?)?;
         Ok(Self { time_conv, conv })
     }
 
@@ -121,9 +118,9 @@ impl Upsampler {
         // nearest-exact at an exact x2 picks the same source pixels as nearest.
         let y = x
             .reshape((b * t, c, h, w))?
-            .upsample_nearest2d(2 * h, 2 * w)?;
-        let y = self.conv.forward(&y)?;
-        y.reshape((b, t, c, 2 * h, 2 * w))
+            .upsample_nearest2d(2 * h, 2 * w)?
+            .reshape((b, t, c, 2 * h, 2 * w))?;
+        self.conv.forward(&y)
     }
 }
 
