@@ -75,3 +75,42 @@ fn decode_matches_reference() {
 fn encode_matches_reference() {
     check_case("wan22_vae_encode");
 }
+
+/// Decode time and peak RSS at the released widths (c_dim 160, dec_dim 256) with random
+/// weights, on CPU in f32. Defaults to a 256p (256×448) latent of 2 frames; set
+/// WAN22_BENCH_T=31 for the full 5 s clip (121 frames). Run alone, in release:
+/// `cargo test --release --test wan22_vae bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_decode_256p() {
+    use happyhorse::engine::models::wan22_vae::{bench_decode, Config};
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (t, h, w) = (
+        env("WAN22_BENCH_T", 2),
+        env("WAN22_BENCH_H", 16),
+        env("WAN22_BENCH_W", 28),
+    );
+    let r = bench_decode(
+        &Config::wan22_ti2v_5b(),
+        (t, h, w),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    eprintln!(
+        "latent {:?} -> video {:?}: {:.1} s, per latent frame {:?} s, peak RSS {:.2} GiB",
+        r.latent_dims,
+        r.video_dims,
+        r.decode_s,
+        r.per_latent_frame_s
+            .iter()
+            .map(|s| (s * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+    );
+}

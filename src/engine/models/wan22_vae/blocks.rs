@@ -5,7 +5,7 @@
 //! GAIR-NLP/daVinci-MagiHuman at commit 209209b. Activations are frame-major `[B, T, C, H, W]`
 //! (see [`super::conv`]).
 
-use candle::{Module, Result, Tensor};
+use candle::{DType, Module, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
 
@@ -37,7 +37,12 @@ impl Module for RmsNorm {
     /// On `[B, T, C, H, W]` or `[N, C, H, W]`: the channel axis is the third from last.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c_dim = x.rank().saturating_sub(3);
-        let norm = x.sqr()?.sum_keepdim(c_dim)?.sqrt()?.maximum(1e-12)?;
+        // A sum of 1024 squares in bf16 would lose the norm; torch accumulates in f32 too.
+        let norm = match x.dtype() {
+            DType::F32 | DType::F64 => x.sqr()?.sum_keepdim(c_dim)?,
+            _ => x.to_dtype(DType::F32)?.sqr()?.sum_keepdim(c_dim)?,
+        };
+        let norm = norm.sqrt()?.maximum(1e-12)?.to_dtype(x.dtype())?;
         x.broadcast_div(&norm)?.broadcast_mul(&self.scale)
     }
 }

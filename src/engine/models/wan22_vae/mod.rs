@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod blocks;
 pub mod case;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod vae;
 
+pub use bench::{bench_decode, DecodeBench};
 pub use case::run_golden_case;
 pub use config::{Config, LATENT_MEAN, LATENT_STD};
 pub use vae::{patchify, unpatchify, Wan22VaeDecoder, Wan22VaeEncoder};

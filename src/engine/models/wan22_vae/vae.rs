@@ -5,6 +5,8 @@
 //! 209209b. The decoder and encoder load separately because a pipeline that only decodes need
 //! not hold the encoder (and the goldens ship one half each).
 
+use std::path::Path;
+
 use candle::{DType, Device, Module, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
@@ -13,6 +15,12 @@ use super::config::{Config, LATENT_MEAN, LATENT_STD};
 use super::conv::{CausalConv3d, FeatCache};
 use super::decoder::Decoder3d;
 use super::encoder::{Encoder3d, PATCHED_CHANNELS};
+use crate::engine::weights::{load_var_builder, LoadOptions};
+
+/// A `VarBuilder` over `Wan2.2_VAE.pth` (or a safetensors file with the same names).
+fn open_checkpoint(path: &Path, dtype: DType, dev: &Device) -> Result<VarBuilder<'static>> {
+    load_var_builder(path, &LoadOptions::default(), dtype, dev).map_err(candle::Error::wrap)
+}
 
 /// Pixels per latent cell along H and W (patch 2 × three spatial halvings).
 pub const SPATIAL_STRIDE: usize = 16;
@@ -77,6 +85,11 @@ impl Wan22VaeDecoder {
             conv2: CausalConv3d::new(cfg.z_dim, cfg.z_dim, (1, 1, 1), 1, vb.pp("conv2"))?,
             decoder: Decoder3d::new(cfg, vb.pp("decoder"))?,
         })
+    }
+
+    /// Loads the decoder half of the checkpoint at `path`.
+    pub fn load(cfg: &Config, path: &Path, dtype: DType, dev: &Device) -> Result<Self> {
+        Self::new(cfg, open_checkpoint(path, dtype, dev)?)
     }
 
     /// Streams the decode of `z` (`[B, 48, T, H, W]` or unbatched `[48, T, H, W]`, normalised)
@@ -146,6 +159,11 @@ impl Wan22VaeEncoder {
             encoder: Encoder3d::new(cfg, vb.pp("encoder"))?,
             conv1: CausalConv3d::new(2 * cfg.z_dim, 2 * cfg.z_dim, (1, 1, 1), 1, vb.pp("conv1"))?,
         })
+    }
+
+    /// Loads the encoder half of the checkpoint at `path`.
+    pub fn load(cfg: &Config, path: &Path, dtype: DType, dev: &Device) -> Result<Self> {
+        Self::new(cfg, open_checkpoint(path, dtype, dev)?)
     }
 
     /// `WanVAE_.encode(video, scale=[0, 1])`: the un-normalised posterior mean
