@@ -96,6 +96,13 @@ fn text_encoder_case() {
 }
 
 #[test]
+fn video_codec_cases() {
+    check("turbo_vae_decode");
+    check("wan22_vae_decode");
+    check("wan22_vae_encode");
+}
+
+#[test]
 fn malformed_or_unknown_cases_fail_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |dir: &Path| {

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
-use super::models::{magihuman, sa_audio, t5gemma};
+use super::models::{magihuman, sa_audio, t5gemma, turbo_vae, wan22_vae};
 use super::{pipelines, samplers};
 
 /// Components `debug case` knows.
-pub const COMPONENTS: [&str; 7] = [
+pub const COMPONENTS: [&str; 10] = [
     "magihuman_dit",
     "magihuman_sampler",
     "flow_unipc",
@@ -17,6 +17,9 @@ pub const COMPONENTS: [&str; 7] = [
     "sa_audio_vae_encode",
     "audio_resample",
     "t5gemma_encoder",
+    "turbo_vae_decode",
+    "wan22_vae_decode",
+    "wan22_vae_encode",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,8 @@ pub fn run_case(dir: &Path) -> Result<Vec<(String, Tensor)>, CaseError> {
             run(sa_audio::case::run_golden_case(dir))
         }
         "t5gemma_encoder" => run(t5gemma::run_golden_case(dir)),
+        "turbo_vae_decode" => run(turbo_vae::run_golden_case(dir)),
+        "wan22_vae_decode" | "wan22_vae_encode" => run(wan22_vae::run_golden_case(dir)),
         _ => Err(CaseError::UnknownComponent {
             path: dir.join("case.json").display().to_string(),
             component,
