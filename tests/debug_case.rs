@@ -6,12 +6,8 @@ use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 
-fn tolerance(case: &serde_json::Value, name: &str) -> (f64, f64) {
-    let t = case["tolerance_per_tensor"]
-        .get(name)
-        .unwrap_or(&case["tolerance"]);
-    (t["atol"].as_f64().unwrap(), t["rtol"].as_f64().unwrap())
-}
+mod common;
+use common::tolerance;
 
 fn check(case_dir: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 //! intermediates to localise a divergence.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle::{DType, Device, Tensor};
 use candle_core as candle;
@@ -11,46 +11,8 @@ use happyhorse::engine::models::magihuman::{
     run_golden_case, run_golden_case_debug, DataProxyConfig, ModelConfig,
 };
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tolerance(dir: &Path) -> (f64, f64) {
-    let case: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-    let tol = &case["tolerance"];
-    (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap())
-}
-
-/// Returns (max abs error, worst ratio err / (atol + rtol*|exp|)).
-fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
-    assert_eq!(got.dims(), exp.dims(), "shape");
-    assert_eq!(got.dtype(), exp.dtype(), "dtype");
-    let g: Vec<f64> = got
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let e: Vec<f64> = exp
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let mut max_abs = 0f64;
-    let mut worst = 0f64;
-    for (g, e) in g.iter().zip(&e) {
-        let err = (g - e).abs();
-        max_abs = max_abs.max(err);
-        worst = worst.max(err / (atol + rtol * e.abs()));
-    }
-    (max_abs, worst)
-}
+mod common;
+use common::{case_tolerance, compare, fixture};
 
 fn check(results: Vec<(String, Tensor)>, reference: &Path, atol: f64, rtol: f64, what: &str) {
     let exp: HashMap<String, Tensor> = candle::safetensors::load(reference, &Device::Cpu).unwrap();
@@ -78,7 +40,7 @@ fn check(results: Vec<(String, Tensor)>, reference: &Path, atol: f64, rtol: f64,
 
 fn run_case(name: &str) {
     let dir = fixture(name);
-    let (atol, rtol) = tolerance(&dir);
+    let (atol, rtol) = case_tolerance(&dir);
     let debug = run_golden_case_debug(&dir).unwrap();
     // Intermediates share the case tolerance; checked first so a failure names the stage.
     check(

@@ -1,23 +1,10 @@
 //! Golden parity for the audio VAE (decode, encode) and the final resampler.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use happyhorse::engine::models::sa_audio::run_golden_case;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tolerance(case: &serde_json::Value, name: &str) -> (f64, f64) {
-    let t = case
-        .pointer(&format!("/tolerance_per_tensor/{name}"))
-        .or_else(|| case.get("tolerance"))
-        .expect("case.json has a tolerance");
-    (t["atol"].as_f64().unwrap(), t["rtol"].as_f64().unwrap())
-}
+mod common;
+use common::{fixture, tolerance};
 
 fn check_case(name: &str) {
     let dir = fixture(name);

@@ -2,7 +2,6 @@
 //! shared/goldens/t5gemma_encoder): every expected tensor within its case tolerance.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle::{DType, Device, Tensor};
 use candle_core as candle;
@@ -12,52 +11,8 @@ use happyhorse::engine::models::t5gemma::{
     T5GemmaTextEncoder, WindowRule,
 };
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn case_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap()
-}
-
-fn tolerance(case: &serde_json::Value, name: &str) -> (f64, f64) {
-    let tol = case["tolerance_per_tensor"]
-        .get(name)
-        .unwrap_or(&case["tolerance"]);
-    (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap())
-}
-
-fn to_f64(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// Returns (max abs error, worst ratio err / (atol + rtol*|exp|)).
-fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
-    assert_eq!(got.dims(), exp.dims(), "shape");
-    assert_eq!(got.dtype(), exp.dtype(), "dtype");
-    let mut max_abs = 0f64;
-    let mut worst = 0f64;
-    for (g, e) in to_f64(got).iter().zip(&to_f64(exp)) {
-        let err = (g - e).abs();
-        max_abs = max_abs.max(err);
-        let bound = atol + rtol * e.abs();
-        worst = worst.max(if bound > 0.0 {
-            err / bound
-        } else if err > 0.0 {
-            f64::INFINITY
-        } else {
-            0.0
-        });
-    }
-    (max_abs, worst)
-}
+mod common;
+use common::{case_json, compare, fixture, tolerance};
 
 #[test]
 fn public_case_matches_every_expected_tensor() {

@@ -3,7 +3,6 @@
 //! Plus an ignored CPU benchmark of a 256p 5 s clip at the released widths.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle::{DType, Device, Shape, Tensor};
 use candle_core as candle;
@@ -11,38 +10,8 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, TurboVaed, WindowPlan};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn case_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap()
-}
-
-/// Returns (max abs error, worst ratio err / (atol + rtol*|exp|)).
-fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
-    assert_eq!(got.dims(), exp.dims(), "shape");
-    assert_eq!(got.dtype(), exp.dtype(), "dtype");
-    let flat = |t: &Tensor| -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let (g, e) = (flat(got), flat(exp));
-    let mut max_abs = 0f64;
-    let mut worst = 0f64;
-    for (g, e) in g.iter().zip(&e) {
-        let err = (g - e).abs();
-        max_abs = max_abs.max(err);
-        worst = worst.max(err / (atol + rtol * e.abs()));
-    }
-    (max_abs, worst)
-}
+mod common;
+use common::{case_json, compare, fixture};
 
 #[test]
 fn turbo_vae_decode_golden() {

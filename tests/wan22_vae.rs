@@ -3,51 +3,17 @@
 //! tolerance.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle::{DType, Device, Tensor};
 use candle_core as candle;
 use happyhorse::engine::models::wan22_vae::run_golden_case;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tolerance(dir: &Path) -> (f64, f64) {
-    let case: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-    let tol = &case["tolerance"];
-    (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap())
-}
-
-/// Returns (max abs error, worst ratio err / (atol + rtol*|exp|)).
-fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
-    assert_eq!(got.dims(), exp.dims(), "shape");
-    assert_eq!(got.dtype(), exp.dtype(), "dtype");
-    let flat = |t: &Tensor| -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let (g, e) = (flat(got), flat(exp));
-    let mut max_abs = 0f64;
-    let mut worst = 0f64;
-    for (g, e) in g.iter().zip(&e) {
-        let err = (g - e).abs();
-        max_abs = max_abs.max(err);
-        worst = worst.max(err / (atol + rtol * e.abs()));
-    }
-    (max_abs, worst)
-}
+mod common;
+use common::{case_tolerance, compare, fixture};
 
 fn check_case(name: &str) {
     let dir = fixture(name);
-    let (atol, rtol) = tolerance(&dir);
+    let (atol, rtol) = case_tolerance(&dir);
     let exp: HashMap<String, Tensor> =
         candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
     let got = run_golden_case(&dir).unwrap();
