@@ -77,9 +77,10 @@ impl AdamW {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g = (g * scale)?;
-            *m = ((&*m * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
-            *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            // Detached: gradients carry the forward graph, and the moments outlive the step.
+            let g = (g.detach() * scale)?;
+            *m = ((&*m * p.beta1)? + (&g * (1.0 - p.beta1))?)?.detach();
+            *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?.detach();
             let m_hat = (&*m / bc1)?;
             let v_hat = (&*v / bc2)?;
             let upd = (m_hat / (v_hat.sqrt()? + p.eps)?)?;
