@@ -2,7 +2,8 @@
 //!
 //! [`world`] is the procedural audio-visual world Nano is trained on (scenes, renderers,
 //! captions, held-out split); [`analyze`] measures decoded clips (object colour, shape, motion,
-//! audio onsets, AV sync) and is validated on the world itself; [`train`] is the recipe.
+//! audio onsets, AV sync) and is validated on the world itself; [`train`] is the recipe that
+//! produces the committed weights.
 
 pub mod analyze;
 pub mod train;

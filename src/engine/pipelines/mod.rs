@@ -7,6 +7,7 @@
 
 pub mod magihuman;
 pub mod magihuman_case;
+pub mod nano;
 
 pub use magihuman::{
     pad_or_trim_text, sample, Denoiser, NoiseSource, QueuedNoise, SampleError, SampleOutput,

@@ -1,1 +1,642 @@
-//! The Nano training recipe.
+//! The Nano training recipe: `happyhorse train nano`.
+//!
+//! Two stages on clips drawn from [`crate::nano::world`] (training split only; the held-out
+//! colour × shape × background triples are never seen):
+//! 1. the codecs, as autoencoders: video MSE, audio MSE plus a log-spectrum L1 (the world's
+//!    rain and wind are noise, which a waveform loss alone would average to silence). A little
+//!    latent noise and an L2 pull keep the latents smooth and bounded for the DiT;
+//! 2. the DiT and the text encoder, by flow matching on the frozen codecs' normalised latents:
+//!    `x_t = (1-σ) x0 + σ ε`, target `v = ε - x0` (what `FlowUniPcScheduler` integrates), σ
+//!    drawn uniformly and then shifted like the sampler's schedule. One caption in ten is
+//!    dropped to the empty prompt, which CFG uses as its negative.
+//!
+//! Everything random derives from `TrainConfig::seed` and the step index, and the checkpoint
+//! holds the optimizer moments, so a resumed run continues the run it interrupts.
+
+mod adamw;
+mod data;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle::{DType, Device, Tensor, Var};
+use candle_core as candle;
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+pub use adamw::{AdamW, AdamWParams};
+pub use data::{build_tokenizer, Clip, ClipSampler};
+
+use crate::engine::models::nano::{self, LatentStats, Nano, NanoConfig, NanoTokenizer};
+use crate::engine::pipelines::magihuman::SeededNoise;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    BadCheckpoint { path: PathBuf, message: String },
+    #[error("training settings: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Checkpoints go to `out_dir/checkpoint/`, the loadable model to `out_dir/model/`.
+    pub out_dir: PathBuf,
+    pub seed: u64,
+    /// Use [`NanoConfig::tiny_for_tests`] instead of the shipped size.
+    pub tiny: bool,
+    pub codec_steps: usize,
+    pub dit_steps: usize,
+    /// Clips per optimizer step.
+    pub batch: usize,
+    pub codec_lr: f64,
+    pub dit_lr: f64,
+    pub warmup_steps: usize,
+    /// Latent frames per training clip, drawn uniformly from this range (inclusive).
+    pub latent_frames: (usize, usize),
+    /// Training frame sizes `(width, height)`, cycled through.
+    pub sizes: Vec<(u32, u32)>,
+    /// Reuse the data of the first `n` steps over and over (smoke tests); `None` for fresh data.
+    pub data_cycle: Option<usize>,
+    pub checkpoint_every: usize,
+    /// Scenes whose captions make the vocabulary.
+    pub vocab_scenes: u64,
+    /// Fraction of captions replaced by the empty prompt.
+    pub caption_dropout: f64,
+    /// σ shift of the training distribution (the sampler's `shift`).
+    pub sigma_shift: f64,
+    /// End this session after this many steps (checkpointed; rerun to resume).
+    pub stop_after: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The recipe behind the committed `models/nano/` weights.
+    pub fn nano(out_dir: PathBuf) -> Self {
+        Self {
+            out_dir,
+            seed: 5,
+            tiny: false,
+            codec_steps: 1500,
+            dit_steps: 6000,
+            batch: 4,
+            codec_lr: 2e-3,
+            dit_lr: 6e-4,
+            warmup_steps: 100,
+            latent_frames: (2, 5),
+            sizes: vec![(96, 56), (56, 96), (72, 72)],
+            data_cycle: None,
+            checkpoint_every: 100,
+            vocab_scenes: 4000,
+            caption_dropout: 0.1,
+            sigma_shift: 3.0,
+            stop_after: None,
+        }
+    }
+
+    /// A few steps of the tiny model on one repeated batch: the CI smoke test.
+    pub fn smoke(out_dir: PathBuf) -> Self {
+        Self {
+            tiny: true,
+            codec_steps: 12,
+            dit_steps: 12,
+            batch: 1,
+            codec_lr: 3e-3,
+            dit_lr: 3e-3,
+            warmup_steps: 0,
+            latent_frames: (2, 2),
+            sizes: vec![(32, 24)],
+            data_cycle: Some(1),
+            checkpoint_every: 6,
+            vocab_scenes: 200,
+            ..Self::nano(out_dir)
+        }
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Invalid(m.into()));
+        if self.batch == 0 || self.checkpoint_every == 0 {
+            return bad("batch and checkpoint_every must be at least 1");
+        }
+        if self.sizes.is_empty() || self.sizes.iter().any(|(w, h)| w % 8 != 0 || h % 8 != 0) {
+            return bad("sizes must be non-empty multiples of 8");
+        }
+        if self.latent_frames.0 == 0 || self.latent_frames.0 > self.latent_frames.1 {
+            return bad("latent_frames must be a range 1 <= lo <= hi");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    Codec,
+    Dit,
+}
+
+/// One optimizer step's report.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub stage: Stage,
+    /// 1-based within the stage.
+    pub step: usize,
+    pub total: usize,
+    pub loss: f32,
+    /// The two parts of `loss`: video and audio.
+    pub loss_video: f32,
+    pub loss_audio: f32,
+    pub elapsed_s: f64,
+}
+
+/// What `state.json` records next to the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    stage: Stage,
+    /// Steps done in `stage`.
+    step: usize,
+    latent: Option<LatentStats>,
+    /// Wall time spent so far over all sessions.
+    elapsed_s: f64,
+    /// Recent losses, for the record: `(stage, step, loss)`.
+    history: Vec<(Stage, usize, f32)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub model_dir: PathBuf,
+    pub elapsed_s: f64,
+    pub final_codec_loss: Option<f32>,
+    pub final_dit_loss: Option<f32>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+/// Deterministic initial values: fan-in scaled normals for matrices and kernels, zeros for
+/// biases, zero-centred norm weights and the output heads (the DiT starts by predicting 0),
+/// rope bands `1/100^(k/B)` (base 100 rather than 10000: Nano's grids are a dozen tokens wide).
+fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle::Error::Msg("nano train: the variable map lock is poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = var.as_tensor();
+        let dims = t.dims().to_vec();
+        let n = t.elem_count();
+        let values: Vec<f32> = if name.ends_with("rope.bands") {
+            (0..n)
+                .map(|k| 1.0 / 100f32.powf(k as f32 / n as f32))
+                .collect()
+        } else if dims.len() < 2 || name.contains("final_linear") {
+            vec![0.0; n]
+        } else {
+            let fan_in: usize = dims[1..].iter().product();
+            let std = if name.ends_with(".pos") {
+                0.02
+            } else {
+                1.0 / (fan_in as f32).sqrt()
+            };
+            let mut rng = SeededNoise::new(seed ^ fnv1a(name));
+            rng.sample(n).into_iter().map(|x| x * std).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, t.device())?)?;
+    }
+    Ok(())
+}
+
+fn vars_with_prefix(varmap: &VarMap, prefixes: &[&str]) -> candle::Result<Vec<(String, Var)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle::Error::Msg("nano train: the variable map lock is poisoned".into()))?;
+    Ok(data
+        .iter()
+        .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)) && !n.ends_with("rope.bands"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect())
+}
+
+fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return base * (step + 1) as f64 / warmup as f64;
+    }
+    // Cosine to 10% of the base rate.
+    let p = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
+    base * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
+}
+
+/// Frames `[n, H, W, 3]` u8 → `[n, 3, H, W]` in [-1, 1].
+fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor> {
+    Tensor::from_slice(
+        &clip.frames_rgb,
+        (clip.n_frames, clip.height, clip.width, 3),
+        dev,
+    )?
+    .permute((0, 3, 1, 2))?
+    .to_dtype(DType::F32)?
+    .affine(1.0 / 127.5, -1.0)
+}
+
+/// L1 between log-magnitude spectra (256-sample Hann frames, no overlap).
+fn spectral_l1(pred: &Tensor, target: &Tensor, basis: &(Tensor, Tensor)) -> candle::Result<Tensor> {
+    let n_fft = basis.0.dim(0)?;
+    let frames = pred.dim(0)? / n_fft;
+    let spec = |x: &Tensor| -> candle::Result<Tensor> {
+        let x = x.narrow(0, 0, frames * n_fft)?.reshape((frames, n_fft))?;
+        let re = x.matmul(&basis.0)?;
+        let im = x.matmul(&basis.1)?;
+        ((re.sqr()? + im.sqr()?)? + 1e-8)?
+            .sqrt()?
+            .affine(1.0, 1e-3)?
+            .log()
+    };
+    (spec(pred)? - spec(target)?)?.abs()?.mean_all()
+}
+
+fn dft_basis(n: usize, dev: &Device) -> candle::Result<(Tensor, Tensor)> {
+    let bins = n / 2 + 1;
+    let mut c = Vec::with_capacity(n * bins);
+    let mut s = Vec::with_capacity(n * bins);
+    for j in 0..n {
+        let w = 0.5 - 0.5 * (std::f64::consts::TAU * j as f64 / n as f64).cos();
+        for k in 0..bins {
+            let a = std::f64::consts::TAU * (j * k) as f64 / n as f64;
+            c.push((w * a.cos()) as f32);
+            s.push((w * a.sin()) as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(c, (n, bins), dev)?,
+        Tensor::from_vec(s, (n, bins), dev)?,
+    ))
+}
+
+struct Run<'a> {
+    cfg: &'a TrainConfig,
+    model_cfg: NanoConfig,
+    varmap: VarMap,
+    model: Nano,
+    tokenizer: NanoTokenizer,
+    sampler: ClipSampler,
+    state: State,
+    dev: Device,
+}
+
+const CHECKPOINT_DIR: &str = "checkpoint";
+const MODEL_DIR: &str = "model";
+
+impl Run<'_> {
+    fn ckpt(&self, file: &str) -> PathBuf {
+        self.cfg.out_dir.join(CHECKPOINT_DIR).join(file)
+    }
+
+    fn clips(&self, stage: Stage, step: usize) -> Vec<Clip> {
+        let step = match self.cfg.data_cycle {
+            Some(c) => step % c.max(1),
+            None => step,
+        };
+        let tag = match stage {
+            Stage::Codec => 1u64,
+            Stage::Dit => 2u64,
+        };
+        (0..self.cfg.batch)
+            .map(|k| {
+                self.sampler
+                    .clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64)
+            })
+            .collect()
+    }
+
+    fn save(&self, opt: &AdamW) -> Result<(), TrainError> {
+        let dir = self.cfg.out_dir.join(CHECKPOINT_DIR);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Written under temporary names and renamed, so an interrupted save leaves the last
+        // good checkpoint intact.
+        let tmp = |f: &str| dir.join(format!("{f}.tmp"));
+        self.varmap.save(tmp("vars.safetensors"))?;
+        opt.save(&tmp("optim.safetensors"))?;
+        let json = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        std::fs::write(tmp("state.json"), json).map_err(io(&dir))?;
+        for f in ["vars.safetensors", "optim.safetensors", "state.json"] {
+            std::fs::rename(tmp(f), dir.join(f)).map_err(io(&dir))?;
+        }
+        self.export()
+    }
+
+    /// Writes the loadable model: `config.json`, `tokenizer.json`, `model.safetensors`.
+    fn export(&self) -> Result<(), TrainError> {
+        let dir = self.cfg.out_dir.join(MODEL_DIR);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut cfg = self.model_cfg.clone();
+        if let Some(l) = &self.state.latent {
+            cfg.latent = l.clone();
+        }
+        let json =
+            serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        std::fs::write(dir.join(nano::CONFIG_FILE), json).map_err(io(&dir))?;
+        self.tokenizer.save(&dir.join(nano::TOKENIZER_FILE))?;
+        self.varmap.save(dir.join(nano::WEIGHTS_FILE))?;
+        Ok(())
+    }
+
+    fn codec_step(&self, step: usize, basis: &(Tensor, Tensor)) -> candle::Result<[Tensor; 2]> {
+        let m = &self.model;
+        let mut noise = SeededNoise::new(self.cfg.seed ^ 0xC0DE_C000 ^ (step as u64) << 20);
+        let mut lv = Vec::new();
+        let mut la = Vec::new();
+        for clip in self.clips(Stage::Codec, step) {
+            let x = frames_tensor(&clip, &self.dev)?;
+            let z = m.video_encoder.encode(&x)?;
+            let zn = (&z + (noise_like(&mut noise, &z)? * 0.05)?)?;
+            let y = m.video_decoder.decode(&zn)?;
+            let rec = (y - &x)?.sqr()?.mean_all()?;
+            lv.push((rec + (z.sqr()?.mean_all()? * 1e-3)?)?);
+
+            let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
+            let za = m.audio_encoder.encode(&a)?;
+            let zan = (&za + (noise_like(&mut noise, &za)? * 0.05)?)?;
+            let ya = m
+                .audio_decoder
+                .decode(&zan)?
+                .narrow(0, 0, clip.audio.len())?;
+            let mse = (&ya - &a)?.sqr()?.mean_all()?;
+            let spec = spectral_l1(&ya, &a, basis)?;
+            la.push(((mse * 10.0)? + (spec * 0.1)? + (za.sqr()?.mean_all()? * 1e-3)?)?);
+        }
+        let n = self.cfg.batch as f64;
+        Ok([
+            (Tensor::stack(&lv, 0)?.sum_all()? / n)?,
+            (Tensor::stack(&la, 0)?.sum_all()? / n)?,
+        ])
+    }
+
+    fn dit_step(&self, step: usize) -> candle::Result<[Tensor; 2]> {
+        let m = &self.model;
+        let lat = self.state.latent.clone().ok_or_else(|| {
+            candle::Error::Msg("nano train: DiT stage without latent statistics".into())
+        })?;
+        let mut noise = SeededNoise::new(self.cfg.seed ^ 0xD17D_17D0 ^ (step as u64) << 20);
+        let mut lv = Vec::new();
+        let mut la = Vec::new();
+        for clip in self.clips(Stage::Dit, step) {
+            let x = frames_tensor(&clip, &self.dev)?;
+            let zv = nano::normalize(
+                &m.video_encoder.encode(&x)?.detach(),
+                &lat.video_mean,
+                &lat.video_std,
+                1,
+            )?;
+            let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
+            let za = nano::normalize(
+                &m.audio_encoder.encode(&a)?.detach(),
+                &lat.audio_mean,
+                &lat.audio_std,
+                2,
+            )?;
+            let u = noise.sample(2);
+            let u01 = 0.5 * (1.0 + libm_erf(u[0] as f64 / std::f64::consts::SQRT_2));
+            let s = self.cfg.sigma_shift;
+            let sigma = (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0);
+            let drop = 0.5 * (1.0 + libm_erf(u[1] as f64 / std::f64::consts::SQRT_2))
+                < self.cfg.caption_dropout;
+            let prompt = if drop { "" } else { clip.caption.as_str() };
+            let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
+            let txt = m.text_encoder.forward(&ids)?;
+
+            let ev = noise_like(&mut noise, &zv)?;
+            let ea = noise_like(&mut noise, &za)?;
+            let xv = ((&zv * (1.0 - sigma))? + (&ev * sigma)?)?;
+            let xa = ((&za * (1.0 - sigma))? + (&ea * sigma)?)?;
+            let (pv, pa) = m.dit.velocity(&xv, &xa, &txt, ids.len())?;
+            lv.push((pv - (ev - zv)?)?.sqr()?.mean_all()?);
+            la.push((pa - (ea - za)?)?.sqr()?.mean_all()?);
+        }
+        let n = self.cfg.batch as f64;
+        Ok([
+            (Tensor::stack(&lv, 0)?.sum_all()? / n)?,
+            (Tensor::stack(&la, 0)?.sum_all()? / n)?,
+        ])
+    }
+
+    /// Per-channel mean and std of the codec latents over a fixed set of clips.
+    fn latent_stats(&self) -> candle::Result<LatentStats> {
+        let m = &self.model;
+        let (mut vs, mut as_) = (Vec::new(), Vec::new());
+        for i in 0..16u64.max(self.cfg.batch as u64) {
+            let clip = self.sampler.clip(self.cfg.seed, 3, i);
+            let x = frames_tensor(&clip, &self.dev)?;
+            let z = m.video_encoder.encode(&x)?.squeeze(0)?.flatten_from(1)?; // [z, N]
+            vs.push(z.t()?);
+            let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
+            as_.push(m.audio_encoder.encode(&a)?.squeeze(0)?); // [Na, Ca]
+        }
+        let stats = |rows: Vec<Tensor>| -> candle::Result<(Vec<f32>, Vec<f32>)> {
+            let x = Tensor::cat(&rows, 0)?;
+            let mean = x.mean(0)?;
+            let std = (x.broadcast_sub(&mean)?.sqr()?.mean(0)? + 1e-6)?.sqrt()?;
+            Ok((mean.to_vec1()?, std.to_vec1()?))
+        };
+        let (video_mean, video_std) = stats(vs)?;
+        let (audio_mean, audio_std) = stats(as_)?;
+        Ok(LatentStats {
+            video_mean,
+            video_std,
+            audio_mean,
+            audio_std,
+        })
+    }
+}
+
+fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Result<Tensor> {
+    Tensor::from_vec(noise.sample(like.elem_count()), like.shape(), like.device())
+}
+
+/// erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7): turns a gaussian draw into a uniform one.
+fn libm_erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 {
+        y
+    } else {
+        -y
+    }
+}
+
+/// Runs (or resumes) the recipe; `progress` sees every optimizer step.
+pub fn run(
+    cfg: TrainConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainSummary, TrainError> {
+    cfg.validate()?;
+    let dev = Device::Cpu;
+    let tokenizer = build_tokenizer(cfg.vocab_scenes)?;
+    let model_cfg = if cfg.tiny {
+        NanoConfig::tiny_for_tests(tokenizer.vocab_size())
+    } else {
+        NanoConfig::nano(tokenizer.vocab_size())
+    };
+    let varmap = VarMap::new();
+    let model = Nano::new(
+        &model_cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+    )?;
+    init_vars(&varmap, cfg.seed)?;
+    let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames);
+    let mut run = Run {
+        cfg: &cfg,
+        model_cfg,
+        varmap,
+        model,
+        tokenizer,
+        sampler,
+        state: State {
+            stage: Stage::Codec,
+            step: 0,
+            latent: None,
+            elapsed_s: 0.0,
+            history: Vec::new(),
+        },
+        dev,
+    };
+
+    let state_path = run.ckpt("state.json");
+    let resumed = state_path.is_file();
+    if resumed {
+        let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
+        run.state = serde_json::from_str(&text).map_err(|e| TrainError::BadCheckpoint {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        run.varmap.load(run.ckpt("vars.safetensors"))?;
+    }
+
+    let started = Instant::now();
+    let base_elapsed = run.state.elapsed_s;
+    let mut summary = TrainSummary {
+        model_dir: cfg.out_dir.join(MODEL_DIR),
+        elapsed_s: 0.0,
+        final_codec_loss: None,
+        final_dit_loss: None,
+    };
+
+    let mut session_steps = 0usize;
+    'stages: for stage in [Stage::Codec, Stage::Dit] {
+        let (total, base_lr, prefixes): (usize, f64, &[&str]) = match stage {
+            Stage::Codec => (
+                cfg.codec_steps,
+                cfg.codec_lr,
+                &[
+                    "video_encoder.",
+                    "video_decoder.",
+                    "audio_encoder.",
+                    "audio_decoder.",
+                ],
+            ),
+            Stage::Dit => (cfg.dit_steps, cfg.dit_lr, &["dit.", "text_encoder."]),
+        };
+        if run.state.stage == Stage::Dit && stage == Stage::Codec {
+            continue;
+        }
+        let mut opt = AdamW::new(
+            vars_with_prefix(&run.varmap, prefixes)?,
+            AdamWParams {
+                lr: base_lr,
+                ..AdamWParams::default()
+            },
+        )?;
+        let optim_path = run.ckpt("optim.safetensors");
+        if run.state.stage == stage && run.state.step > 0 && optim_path.is_file() {
+            opt.load(&optim_path)?;
+        }
+        if run.state.stage != stage {
+            run.state.stage = stage;
+            run.state.step = 0;
+        }
+        if stage == Stage::Dit && run.state.latent.is_none() {
+            run.state.latent = Some(run.latent_stats()?);
+        }
+        let basis = dft_basis(256, &run.dev)?;
+        while run.state.step < total {
+            let step = run.state.step;
+            let [lv, la] = match stage {
+                Stage::Codec => run.codec_step(step, &basis)?,
+                Stage::Dit => run.dit_step(step)?,
+            };
+            let loss = (&lv + &la)?;
+            let grads = loss.backward()?;
+            opt.step(&grads, lr_at(base_lr, step, cfg.warmup_steps, total))?;
+            let loss_v = loss.to_scalar::<f32>()?;
+            if !loss_v.is_finite() {
+                return Err(TrainError::Invalid(format!(
+                    "{stage:?} loss is {loss_v} at step {step}; lower the learning rate"
+                )));
+            }
+            run.state.step += 1;
+            run.state.history.push((stage, run.state.step, loss_v));
+            let elapsed_s = base_elapsed + started.elapsed().as_secs_f64();
+            run.state.elapsed_s = elapsed_s;
+            match stage {
+                Stage::Codec => summary.final_codec_loss = Some(loss_v),
+                Stage::Dit => summary.final_dit_loss = Some(loss_v),
+            }
+            progress(&Progress {
+                stage,
+                step: run.state.step,
+                total,
+                loss: loss_v,
+                loss_video: lv.to_scalar::<f32>()?,
+                loss_audio: la.to_scalar::<f32>()?,
+                elapsed_s,
+            });
+            session_steps += 1;
+            let stopping = cfg.stop_after.is_some_and(|n| session_steps >= n);
+            if run.state.step % cfg.checkpoint_every == 0 || run.state.step == total || stopping {
+                if stage == Stage::Codec && run.state.step == total {
+                    // The DiT stage needs the statistics of the final codec.
+                    run.state.latent = Some(run.latent_stats()?);
+                }
+                run.save(&opt)?;
+            }
+            if stopping {
+                break 'stages;
+            }
+        }
+    }
+    run.save_final()?;
+    summary.elapsed_s = run.state.elapsed_s;
+    Ok(summary)
+}
+
+impl Run<'_> {
+    fn save_final(&mut self) -> Result<(), TrainError> {
+        if self.state.latent.is_none() {
+            self.state.latent = Some(self.latent_stats()?);
+        }
+        self.export()
+    }
+}

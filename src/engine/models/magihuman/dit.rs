@@ -49,7 +49,12 @@ impl RmsNorm {
     /// Normalises over the last dim; the output is f32 whatever the input dtype.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?.contiguous()?;
-        candle_nn::ops::rms_norm(&x, &self.scale, NORM_EPS)
+        // The fused kernel has no backward: when training (a Var upstream) use the composite.
+        if x.track_op() || self.scale.track_op() {
+            candle_nn::ops::rms_norm_slow(&x, &self.scale, NORM_EPS)
+        } else {
+            candle_nn::ops::rms_norm(&x, &self.scale, NORM_EPS)
+        }
     }
 }
 
@@ -329,7 +334,12 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Resul
                 .broadcast_add(b)?
                 .reshape((n, rep * l, l))?;
         }
-        let p = candle_nn::ops::softmax_last_dim(&s)?;
+        // Same reason as in `RmsNorm::forward`: the fused softmax has no backward.
+        let p = if s.track_op() {
+            candle_nn::ops::softmax(&s, candle::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&s)?
+        };
         outs.push(p.matmul(&vc)?.reshape((n * rep, l, d))?);
         g0 += n;
     }

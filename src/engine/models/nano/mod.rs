@@ -1,1 +1,94 @@
 //! HappyHorse Nano: the small model of the MagiHuman family the project trains and ships (codecs, text encoder, config).
+//!
+//! The DiT is the engine's [`MagiHuman`] port at a tiny size (same packing, rope and experts);
+//! around it sit three small stages of our own design: an 8x8x4 video codec, an audio codec
+//! with one latent per pixel frame, and a word-level text encoder. Everything lives in one
+//! safetensors file under the prefixes `dit.`, `video_encoder.`, `video_decoder.`,
+//! `audio_encoder.`, `audio_decoder.`, `text_encoder.`; `config.json` and `tokenizer.json`
+//! sit next to it. `crate::nano::train` produces all three.
+
+pub mod audio_codec;
+pub mod config;
+pub mod text;
+pub mod video_codec;
+
+use candle::{DType, Result, Tensor};
+use candle_core as candle;
+use candle_nn::VarBuilder;
+
+use crate::engine::models::magihuman::MagiHuman;
+
+pub use audio_codec::{AudioDecoder, AudioEncoder};
+pub use config::{
+    AudioCodecConfig, LatentStats, NanoConfig, NanoSamplerDefaults, TextEncoderConfig,
+    VideoCodecConfig,
+};
+pub use text::{NanoTokenizer, TextEncoder};
+pub use video_codec::{VideoDecoder, VideoEncoder};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Every stage of Nano, built from one `VarBuilder`.
+#[derive(Debug, Clone)]
+pub struct Nano {
+    pub cfg: NanoConfig,
+    pub dit: MagiHuman,
+    pub video_encoder: VideoEncoder,
+    pub video_decoder: VideoDecoder,
+    pub audio_encoder: AudioEncoder,
+    pub audio_decoder: AudioDecoder,
+    pub text_encoder: TextEncoder,
+}
+
+impl Nano {
+    pub fn new(cfg: &NanoConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            dit: MagiHuman::new(&cfg.dit, &cfg.data_proxy, vb.pp("dit"))?,
+            video_encoder: VideoEncoder::new(&cfg.video, vb.pp("video_encoder"))?,
+            video_decoder: VideoDecoder::new(&cfg.video, vb.pp("video_decoder"))?,
+            audio_encoder: AudioEncoder::new(&cfg.audio, vb.pp("audio_encoder"))?,
+            audio_decoder: AudioDecoder::new(&cfg.audio, vb.pp("audio_decoder"))?,
+            text_encoder: TextEncoder::new(&cfg.text, vb.pp("text_encoder"))?,
+        })
+    }
+}
+
+/// `(z - mean) / std` per channel; `channel_dim` is 1 for video `[1,z,T,H,W]`, 2 for audio
+/// `[1,Na,Ca]`.
+pub fn normalize(z: &Tensor, mean: &[f32], std: &[f32], channel_dim: usize) -> Result<Tensor> {
+    let (m, s) = stats_tensors(z, mean, std, channel_dim)?;
+    z.broadcast_sub(&m)?.broadcast_div(&s)
+}
+
+/// Inverse of [`normalize`].
+pub fn denormalize(z: &Tensor, mean: &[f32], std: &[f32], channel_dim: usize) -> Result<Tensor> {
+    let (m, s) = stats_tensors(z, mean, std, channel_dim)?;
+    z.broadcast_mul(&s)?.broadcast_add(&m)
+}
+
+fn stats_tensors(
+    z: &Tensor,
+    mean: &[f32],
+    std: &[f32],
+    channel_dim: usize,
+) -> Result<(Tensor, Tensor)> {
+    let c = z.dim(channel_dim)?;
+    if mean.len() != c || std.len() != c {
+        candle::bail!(
+            "nano latent stats have {} / {} channels, latent {:?} has {c} on dim {channel_dim}",
+            mean.len(),
+            std.len(),
+            z.dims()
+        )
+    }
+    let mut shape = vec![1usize; z.rank()];
+    shape[channel_dim] = c;
+    let dev = z.device();
+    let m = Tensor::from_slice(mean, c, dev)?.reshape(shape.clone())?;
+    let s = Tensor::from_slice(std, c, dev)?.reshape(shape)?;
+    Ok((m.to_dtype(DType::F32)?, s.to_dtype(DType::F32)?))
+}

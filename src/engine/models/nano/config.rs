@@ -1,0 +1,237 @@
+//! Nano's configuration: the MagiHuman DiT at a tiny size plus the three small stages the
+//! project designs itself (video codec, audio codec, text encoder). Stored as `config.json`
+//! next to the weights; the training recipe writes it.
+
+use candle_core as candle;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::models::magihuman::{CoordsStyle, DataProxyConfig, ModelConfig};
+
+/// Video codec: groups of 4 frames stacked in channels, 3 stride-2 convs (spatial stride 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoCodecConfig {
+    pub latent_channels: usize,
+    /// Widths at full, 1/2, 1/4 and 1/8 resolution.
+    pub channels: [usize; 4],
+}
+
+impl VideoCodecConfig {
+    /// Latent frames cover 4 pixel frames, as in MagiHuman (Wan 2.2 VAE): `4(T-1)+1` frames.
+    pub const TEMPORAL_STRIDE: usize = 4;
+    pub const SPATIAL_STRIDE: usize = 8;
+}
+
+/// Audio codec: one latent per pixel frame; each latent covers `2 * hop` samples, overlap-added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioCodecConfig {
+    pub latent_channels: usize,
+    /// Samples per latent frame: `sample_rate / native_fps`.
+    pub hop: usize,
+    /// Window chunks share one small linear (a strided conv without the im2col).
+    pub chunk: usize,
+    pub chunk_features: usize,
+    pub hidden: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextEncoderConfig {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub max_len: usize,
+}
+
+/// Per-channel statistics of the codec latents: the DiT sees `(z - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatentStats {
+    pub video_mean: Vec<f32>,
+    pub video_std: Vec<f32>,
+    pub audio_mean: Vec<f32>,
+    pub audio_std: Vec<f32>,
+}
+
+impl LatentStats {
+    pub fn identity(video: usize, audio: usize) -> Self {
+        Self {
+            video_mean: vec![0.0; video],
+            video_std: vec![1.0; video],
+            audio_mean: vec![0.0; audio],
+            audio_std: vec![1.0; audio],
+        }
+    }
+}
+
+/// Sampler defaults the model was trained for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NanoSamplerDefaults {
+    pub steps: usize,
+    pub shift: f64,
+    /// 2: classifier-free guidance against the empty prompt; 1: conditional pass only.
+    pub cfg_number: usize,
+    pub guidance_video: f64,
+    pub guidance_audio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NanoConfig {
+    pub dit: ModelConfig,
+    pub data_proxy: DataProxyConfig,
+    pub video: VideoCodecConfig,
+    pub audio: AudioCodecConfig,
+    pub text: TextEncoderConfig,
+    pub latent: LatentStats,
+    pub sampler: NanoSamplerDefaults,
+    pub native_fps: u32,
+    pub sample_rate: u32,
+}
+
+impl NanoConfig {
+    /// The shipped size. The DiT keeps MagiHuman's layer layout (experts in the first and last
+    /// layers, gelu7 in the first, gated GQA) at hidden 192; patch size 1 because the codec
+    /// already strides 8x8x4, so a 4 s 96x56 clip at 8 fps is 9x7x12 = 756 video tokens.
+    pub fn nano(vocab_size: usize) -> Self {
+        let (zv, za, ct) = (16, 16, 64);
+        let dit = ModelConfig {
+            num_layers: 6,
+            hidden_size: 192,
+            head_dim: 32,
+            num_query_groups: 2,
+            video_in_channels: zv,
+            audio_in_channels: za,
+            text_in_channels: ct,
+            checkpoint_qk_layernorm_rope: false,
+            params_dtype: "torch.float32".into(),
+            tread_config: None,
+            mm_layers: vec![0, 5],
+            local_attn_layers: vec![],
+            enable_attn_gating: true,
+            activation_type: "swiglu7".into(),
+            gelu7_layers: vec![0],
+            num_heads_q: 6,
+            num_heads_kv: 2,
+            post_norm_layers: vec![],
+        };
+        let data_proxy = DataProxyConfig {
+            t_patch_size: 1,
+            patch_size: 1,
+            frame_receptive_field: -1,
+            coords_style: CoordsStyle::V2,
+            ..DataProxyConfig::base()
+        };
+        let (fps, sample_rate) = (8, 16_000);
+        Self {
+            dit,
+            data_proxy,
+            video: VideoCodecConfig {
+                latent_channels: zv,
+                channels: [32, 64, 96, 96],
+            },
+            audio: AudioCodecConfig {
+                latent_channels: za,
+                hop: (sample_rate / fps) as usize,
+                chunk: 100,
+                chunk_features: 32,
+                hidden: 256,
+            },
+            text: TextEncoderConfig {
+                vocab_size,
+                hidden: ct,
+                heads: 4,
+                layers: 1,
+                max_len: 48,
+            },
+            latent: LatentStats::identity(zv, za),
+            sampler: NanoSamplerDefaults {
+                steps: 6,
+                shift: 3.0,
+                cfg_number: 2,
+                guidance_video: 3.0,
+                guidance_audio: 2.0,
+            },
+            native_fps: fps,
+            sample_rate,
+        }
+    }
+
+    /// A very small variant for tests: same code paths, a fraction of the compute.
+    pub fn tiny_for_tests(vocab_size: usize) -> Self {
+        let mut c = Self::nano(vocab_size);
+        c.dit.num_layers = 2;
+        c.dit.hidden_size = 64;
+        c.dit.num_heads_q = 2;
+        c.dit.num_query_groups = 1;
+        c.dit.num_heads_kv = 1;
+        c.dit.mm_layers = vec![0, 1];
+        c.video.channels = [8, 16, 16, 16];
+        c.audio.hidden = 64;
+        c.audio.chunk_features = 8;
+        c.text.hidden = 32;
+        c.dit.text_in_channels = 32;
+        c.text.heads = 2;
+        c
+    }
+
+    pub fn validate(&self) -> candle::Result<()> {
+        self.dit.validate()?;
+        let p = &self.data_proxy;
+        if p.patch_size != 1 || p.t_patch_size != 1 {
+            candle::bail!("nano: the DiT must run at patch size 1 (the codecs do the striding)")
+        }
+        if self.dit.video_in_channels != self.video.latent_channels
+            || self.dit.audio_in_channels != self.audio.latent_channels
+            || self.dit.text_in_channels != self.text.hidden
+        {
+            candle::bail!(
+                "nano: DiT channels {}/{}/{} do not match codecs {}/{} and text {}",
+                self.dit.video_in_channels,
+                self.dit.audio_in_channels,
+                self.dit.text_in_channels,
+                self.video.latent_channels,
+                self.audio.latent_channels,
+                self.text.hidden
+            )
+        }
+        if self.audio.hop * self.native_fps as usize != self.sample_rate as usize
+            || (2 * self.audio.hop) % self.audio.chunk != 0
+        {
+            candle::bail!(
+                "nano: audio hop {} must be sample_rate {} / fps {} and 2*hop a multiple of chunk {}",
+                self.audio.hop,
+                self.sample_rate,
+                self.native_fps,
+                self.audio.chunk
+            )
+        }
+        let l = &self.latent;
+        if l.video_mean.len() != self.video.latent_channels
+            || l.video_std.len() != self.video.latent_channels
+            || l.audio_mean.len() != self.audio.latent_channels
+            || l.audio_std.len() != self.audio.latent_channels
+        {
+            candle::bail!("nano: latent statistics do not match the latent channels")
+        }
+        if self.text.hidden % self.text.heads != 0 {
+            candle::bail!(
+                "nano: text hidden {} is not divisible by {} heads",
+                self.text.hidden,
+                self.text.heads
+            )
+        }
+        Ok(())
+    }
+
+    /// Latent frames for `n` pixel frames: the smallest T with `4(T-1)+1 >= n`.
+    pub fn latent_frames(n_frames: usize) -> usize {
+        n_frames
+            .max(1)
+            .saturating_sub(1)
+            .div_ceil(VideoCodecConfig::TEMPORAL_STRIDE)
+            + 1
+    }
+
+    /// Pixel frames the codec produces for T latent frames.
+    pub fn pixel_frames(latent_frames: usize) -> usize {
+        VideoCodecConfig::TEMPORAL_STRIDE * latent_frames.saturating_sub(1) + 1
+    }
+}

@@ -1,0 +1,246 @@
+//! HappyHorse Nano generation: prompt → tokens → text features → joint video + audio latents
+//! through the MagiHuman sampling loop → codec decoders → RGB frames and mono samples.
+//!
+//! The loop is [`super::magihuman::sample`] with the Nano DiT as its [`Denoiser`], so Nano
+//! exercises the same packing, rope, experts and FlowUniPC path as the full model.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use candle::{DType, Device, Tensor};
+use candle_core as candle;
+
+use super::magihuman::{
+    sample, NoiseSource, SampleError, SamplerConfig, SamplerInputs, SeededNoise, TextCondition,
+};
+use crate::engine::models::nano::{
+    self, Nano, NanoConfig, NanoSamplerDefaults, NanoTokenizer, VideoCodecConfig,
+};
+use crate::engine::weights::{load_var_builder, LoadOptions, WeightsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NanoError {
+    #[error("nano model directory {dir}: missing {file}")]
+    Missing { dir: PathBuf, file: &'static str },
+    #[error("{path}: {message}")]
+    BadConfig { path: PathBuf, message: String },
+    #[error("nano generates sizes that are multiples of {stride}, got {width}x{height}")]
+    BadSize {
+        width: u32,
+        height: u32,
+        stride: usize,
+    },
+    #[error(
+        "fps must be positive and duration in (0, 60] s, got fps {fps}, duration {duration_s}"
+    )]
+    BadTiming { fps: u32, duration_s: f32 },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+}
+
+/// A generated clip: `frames_rgb` is `[n, height, width, 3]` row-major; `audio` holds
+/// `channels`-interleaved samples in [-1, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NanoClip {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub frames_rgb: Vec<u8>,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub audio: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NanoPipeline {
+    model: Nano,
+    tokenizer: NanoTokenizer,
+    /// Steps, shift and guidance; the model's trained defaults unless changed.
+    pub sampler: NanoSamplerDefaults,
+    device: Device,
+}
+
+impl NanoPipeline {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, NanoError> {
+        let need = |file: &'static str| {
+            let p = dir.join(file);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(NanoError::Missing {
+                    dir: dir.to_path_buf(),
+                    file,
+                })
+            }
+        };
+        let cfg_path = need(nano::CONFIG_FILE)?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| NanoError::BadConfig {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: NanoConfig = serde_json::from_str(&text).map_err(|e| NanoError::BadConfig {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        let tokenizer = NanoTokenizer::from_file(&need(nano::TOKENIZER_FILE)?)?;
+        let vb = load_var_builder(
+            &need(nano::WEIGHTS_FILE)?,
+            &LoadOptions::default(),
+            DType::F32,
+            device,
+        )?;
+        let model = Nano::new(&cfg, vb)?;
+        Ok(Self::from_parts(model, tokenizer))
+    }
+
+    /// A pipeline over an already built model (tests, the training recipe's previews).
+    pub fn from_parts(model: Nano, tokenizer: NanoTokenizer) -> Self {
+        let device = model.dit.device().clone();
+        Self {
+            sampler: model.cfg.sampler.clone(),
+            model,
+            tokenizer,
+            device,
+        }
+    }
+
+    pub fn config(&self) -> &NanoConfig {
+        &self.model.cfg
+    }
+
+    /// Text features `[1, L, C]` and L for `prompt`.
+    pub fn encode_prompt(&self, prompt: &str) -> candle::Result<(Tensor, usize)> {
+        let ids = self.tokenizer.encode(prompt, self.model.cfg.text.max_len)?;
+        Ok((self.model.text_encoder.forward(&ids)?, ids.len()))
+    }
+
+    /// Generates `duration_s` of `width x height` video at `fps` with its sound. The model
+    /// runs at its native frame rate; other rates pick the nearest generated frame.
+    /// `audio_seed` drives the audio noise, `audio_weight` scales the audio guidance (1.0 is
+    /// the trained default). `on_step(step, total)` is called after each denoising step
+    /// (1-based) and cancels the run on `Break`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &self,
+        prompt: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        duration_s: f32,
+        seed: u64,
+        audio_seed: u64,
+        audio_weight: f32,
+        on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<NanoClip, NanoError> {
+        let stride = VideoCodecConfig::SPATIAL_STRIDE;
+        if width == 0
+            || height == 0
+            || width as usize % stride != 0
+            || height as usize % stride != 0
+        {
+            return Err(NanoError::BadSize {
+                width,
+                height,
+                stride,
+            });
+        }
+        if fps == 0 || !(duration_s > 0.0 && duration_s <= 60.0) {
+            return Err(NanoError::BadTiming { fps, duration_s });
+        }
+        let cfg = &self.model.cfg;
+        let native = cfg.native_fps;
+        let n_native = ((duration_s * native as f32).round() as usize).max(1);
+        let t = NanoConfig::latent_frames(n_native);
+        let na = NanoConfig::pixel_frames(t);
+        let (h, w) = (height as usize / stride, width as usize / stride);
+
+        let noise_video = SeededNoise::new(seed).gaussian_like(&Tensor::zeros(
+            (1, cfg.video.latent_channels, t, h, w),
+            DType::F32,
+            &self.device,
+        )?)?;
+        let noise_audio = SeededNoise::new(audio_seed).gaussian_like(&Tensor::zeros(
+            (1, na, cfg.audio.latent_channels),
+            DType::F32,
+            &self.device,
+        )?)?;
+        let (txt, txt_len) = self.encode_prompt(prompt)?;
+        let (null, null_len) = self.encode_prompt("")?;
+        let s = &self.sampler;
+        let sampler_cfg = SamplerConfig {
+            num_inference_steps: s.steps,
+            shift: s.shift,
+            cfg_number: s.cfg_number,
+            video_txt_guidance_scale: s.guidance_video,
+            audio_txt_guidance_scale: s.guidance_audio * audio_weight as f64,
+            // Nano trains without a guidance schedule: one scale throughout.
+            low_noise_video_guidance_scale: s.guidance_video,
+            guidance_switch_timestep: 0,
+        };
+        let inputs = SamplerInputs {
+            latent_video: noise_video,
+            latent_audio: noise_audio,
+            text: TextCondition {
+                feat: &txt,
+                len: txt_len,
+            },
+            negative: Some(TextCondition {
+                feat: &null,
+                len: null_len,
+            }),
+            latent_image: None,
+            audio_given: false,
+        };
+        let mut renoise = SeededNoise::new(seed ^ 0x6E61_6E6F_5245_4E4F);
+        let out = sample(
+            &self.model.dit,
+            &sampler_cfg,
+            inputs,
+            &mut renoise,
+            &mut |ev| on_step(ev.step + 1, ev.num_steps),
+        )?;
+
+        let lat = &cfg.latent;
+        let zv = nano::denormalize(&out.latent_video, &lat.video_mean, &lat.video_std, 1)?;
+        let za = nano::denormalize(&out.latent_audio, &lat.audio_mean, &lat.audio_std, 2)?;
+        let frames = self.model.video_decoder.decode(&zv)?; // [4(T-1)+1, 3, H, W]
+        let frames = ((frames.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
+            .round()?
+            .permute((0, 2, 3, 1))?
+            .to_dtype(DType::U8)?;
+        let n_out = ((duration_s * fps as f32).round() as usize).max(1);
+        let idx: Vec<u32> = (0..n_out)
+            .map(|i| {
+                let j = (i as f64 * native as f64 / fps as f64).round() as usize;
+                j.min(n_native - 1) as u32
+            })
+            .collect();
+        let idx = Tensor::from_vec(idx, n_out, frames.device())?;
+        let frames_rgb = frames
+            .index_select(&idx, 0)?
+            .flatten_all()?
+            .to_device(&Device::Cpu)?
+            .to_vec1::<u8>()?;
+
+        let n_samples = (duration_s * cfg.sample_rate as f32).round() as usize;
+        let audio = self.model.audio_decoder.decode(&za)?.clamp(-1.0, 1.0)?;
+        let audio = audio
+            .narrow(0, 0, n_samples.min(audio.dim(0)?))?
+            .to_device(&Device::Cpu)?
+            .to_vec1::<f32>()?;
+        Ok(NanoClip {
+            width,
+            height,
+            fps,
+            frames_rgb,
+            sample_rate: cfg.sample_rate,
+            channels: 1,
+            audio,
+        })
+    }
+}
