@@ -84,7 +84,7 @@ fn bad_spec_exits_2_with_nothing_on_stdout() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains(
-        "unknown model `no-such-model`; known models: magihuman-base, magihuman-distill"
+        "unknown model `no-such-model`; known models: nano, magihuman-base, magihuman-distill"
     ));
     let out = happyhorse(&["generate"], None, dir.path());
     assert_eq!(out.status.code(), Some(2));
@@ -136,7 +136,9 @@ fn models_list_and_info() {
     let dir = tempfile::tempdir().unwrap();
     let out = happyhorse(&["models", "list"], None, dir.path());
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).starts_with("magihuman-base (default)\t"));
+    let list = text(&out.stdout);
+    assert!(list.starts_with("nano (default)\t"), "{list}");
+    assert!(list.contains("\nmagihuman-base\t"), "{list}");
     let out = happyhorse(
         &["models", "info", "magihuman-base", "--json"],
         None,
@@ -178,4 +180,72 @@ fn pull_offline_or_unreachable_says_what_to_do() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn default_model_writes_a_real_clip_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "generate",
+        "a red ball bouncing on a green grass field",
+        "--seed",
+        "3",
+        "--duration",
+        "2",
+        "--fps",
+        "12",
+        "-o",
+        "clips",
+    ];
+    let out = happyhorse(&args, None, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let paths: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(
+        paths.len(),
+        2,
+        "stdout carries exactly the output paths: {paths:?}"
+    );
+    assert!(
+        paths[0].ends_with(".mp4") && paths[1].ends_with(".wav"),
+        "{paths:?}"
+    );
+    let mp4 = dir.path().join(&paths[0]);
+    let info = happyhorse::media::probe(&mp4).unwrap();
+    let v = info.stream(happyhorse::media::StreamKind::Video).unwrap();
+    assert_eq!(
+        (v.codec.as_str(), v.width, v.height, v.fps),
+        ("h264", Some(96), Some(56), Some(12.0))
+    );
+    assert_eq!(v.decoded, 24);
+    let a = info.stream(happyhorse::media::StreamKind::Audio).unwrap();
+    assert_eq!(
+        (a.codec.as_str(), a.sample_rate, a.channels),
+        ("aac", Some(16000), Some(1))
+    );
+    let wav = happyhorse::media::read_wav(&dir.path().join(&paths[1])).unwrap();
+    assert_eq!(
+        (wav.sample_rate, wav.channels, wav.len()),
+        (16000, 1, 32000)
+    );
+
+    // Same spec again with --skip-existing: nothing is regenerated, the same paths come back.
+    let before = std::fs::metadata(&mp4).unwrap().modified().unwrap();
+    let mut again = args.to_vec();
+    again.extend(["--skip-existing", "--json"]);
+    let out = happyhorse(&again, None, dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "skipped");
+    assert_eq!(result["outputs"]["mp4"][0], paths[0].as_str());
+    assert_eq!(result["seeds"][0]["video"], 3);
+    assert_eq!(std::fs::metadata(&mp4).unwrap().modified().unwrap(), before);
+
+    // A control Nano cannot use is refused, not ignored.
+    let out = happyhorse(
+        &["generate", "x", "--negative-prompt", "blur"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("model `nano` cannot use a negative prompt"));
 }

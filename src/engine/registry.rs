@@ -13,7 +13,8 @@ use serde::Deserialize;
 use crate::spec::{Aspect, JobSpec, SpecError};
 
 /// Manifests shipped in the binary, so `happyhorse models list` works from any folder.
-const BUILTIN: [(&str, &str); 2] = [
+const BUILTIN: [(&str, &str); 3] = [
+    ("nano.toml", include_str!("../../models/nano.toml")),
     (
         "magihuman-base.toml",
         include_str!("../../models/magihuman-base.toml"),
@@ -25,7 +26,7 @@ const BUILTIN: [(&str, &str); 2] = [
 ];
 
 /// The model a spec without `model` uses.
-pub const DEFAULT_MODEL: &str = "magihuman-base";
+pub const DEFAULT_MODEL: &str = "nano";
 /// File a model directory may carry to describe itself (same format as models/*.toml).
 pub const MANIFEST_FILE: &str = "happyhorse.toml";
 
@@ -73,6 +74,10 @@ pub struct Manifest {
     pub resolutions: Vec<Resolution>,
     #[serde(default)]
     pub components: Vec<Component>,
+    /// The files are built into the binary (the default model); a model directory holding
+    /// them still takes precedence, so retrained weights can be tried without rebuilding.
+    #[serde(default)]
+    pub embedded: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +89,9 @@ pub struct Defaults {
     pub duration_s: f32,
     pub aspect: String,
     pub resolution: String,
+    /// Output frame rate when the spec sets none; the native rate if absent.
+    #[serde(default)]
+    pub fps: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -452,7 +460,10 @@ pub fn resolve(spec: &JobSpec, manifest: &Manifest) -> Result<ResolvedJob, Vec<S
         aspect,
         resolution,
         native_fps: manifest.native_fps,
-        fps: spec.fps.unwrap_or(manifest.native_fps),
+        fps: spec
+            .fps
+            .or(manifest.defaults.fps)
+            .unwrap_or(manifest.native_fps),
         duration_s,
         steps: spec.steps.unwrap_or(manifest.defaults.steps),
         guidance_video: guidance.video.unwrap_or(manifest.defaults.guidance_video),

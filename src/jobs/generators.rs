@@ -11,6 +11,11 @@ pub fn make_generator(
     job: &ResolvedJob,
     search: &WeightSearch,
 ) -> Result<Box<dyn Generator>, JobError> {
+    if entry.manifest.architecture == "nano" {
+        return Ok(Box::new(super::nano::NanoGenerator::load(
+            entry, job, search,
+        )?));
+    }
     let _files = search.locate_all(entry, &job.resolution)?;
     match entry.manifest.architecture.as_str() {
         // The DiT, samplers and audio codec are ported and pass parity; the text encoder and

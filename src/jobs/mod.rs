@@ -3,6 +3,7 @@
 //! it and render the events.
 
 mod generators;
+mod nano;
 mod queue;
 
 use std::collections::BTreeMap;

@@ -99,6 +99,36 @@ impl NanoPipeline {
     }
 
     /// A pipeline over an already built model (tests, the training recipe's previews).
+    /// Builds the pipeline from in-memory files: the model embedded in the binary, so the default
+    /// model works with nothing downloaded and from any folder.
+    pub fn from_bytes(
+        config_json: &str,
+        tokenizer_json: &[u8],
+        weights: &'static [u8],
+        device: &Device,
+    ) -> Result<Self, NanoError> {
+        let cfg: NanoConfig =
+            serde_json::from_str(config_json).map_err(|e| NanoError::BadConfig {
+                path: PathBuf::from("<embedded>/config.json"),
+                message: e.to_string(),
+            })?;
+        let tokenizer = NanoTokenizer::from_bytes(tokenizer_json)?;
+        let vb = candle_nn::VarBuilder::from_slice_safetensors(weights, DType::F32, device)?;
+        let model = Nano::new(&cfg, vb)?;
+        Ok(Self::from_parts(model, tokenizer))
+    }
+
+    /// The Nano weights built into this binary.
+    pub fn embedded(device: &Device) -> Result<Self, NanoError> {
+        use crate::engine::models::nano::embedded;
+        Self::from_bytes(
+            embedded::CONFIG,
+            embedded::TOKENIZER,
+            embedded::WEIGHTS,
+            device,
+        )
+    }
+
     pub fn from_parts(model: Nano, tokenizer: NanoTokenizer) -> Self {
         let device = model.dit.device().clone();
         Self {

@@ -9,6 +9,7 @@
 
 pub mod audio_codec;
 pub mod config;
+pub mod embedded;
 pub mod text;
 pub mod video_codec;
 

@@ -100,6 +100,13 @@ impl NanoTokenizer {
         Ok(Self { inner })
     }
 
+    /// Parses the contents of a `tokenizer.json` (the embedded model's copy).
+    pub fn from_bytes(json: &[u8]) -> Result<Self> {
+        let inner =
+            Tokenizer::from_bytes(json).map_err(|e| tok_err(format!("tokenizer.json: {e}")))?;
+        Ok(Self { inner })
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner
             .save(path, true)

@@ -1,0 +1,104 @@
+//! The generator for Nano, the embedded default model.
+
+use std::ops::ControlFlow;
+
+use candle_core::Device;
+
+use super::{Generated, Generator, JobError, Seeds};
+use crate::engine::pipelines::nano::{NanoError, NanoPipeline};
+use crate::engine::registry::{ModelEntry, ResolvedJob, WeightSearch};
+use crate::media::{Audio, Frames};
+use crate::spec::JobSpec;
+
+pub struct NanoGenerator {
+    pipeline: NanoPipeline,
+}
+
+fn runtime(e: NanoError) -> JobError {
+    match e {
+        NanoError::Sample(crate::engine::pipelines::SampleError::Cancelled { .. }) => {
+            JobError::Cancelled
+        }
+        other => JobError::Runtime(format!("nano: {other}")),
+    }
+}
+
+impl NanoGenerator {
+    /// Weights from the model's directory (or --model-dir) when present, else the copy built
+    /// into the binary.
+    pub fn load(
+        entry: &ModelEntry,
+        job: &ResolvedJob,
+        search: &WeightSearch,
+    ) -> Result<Self, JobError> {
+        let device = Device::Cpu;
+        let pipeline = match search.locate_all(entry, &job.resolution) {
+            Ok(files) => {
+                let weights = files
+                    .iter()
+                    .find(|(role, _)| role == "weights")
+                    .and_then(|(_, p)| p.parent())
+                    .ok_or_else(|| {
+                        JobError::Runtime(format!(
+                            "model `{}`: its manifest lists no `weights` component",
+                            entry.manifest.name
+                        ))
+                    })?;
+                NanoPipeline::load(weights, &device).map_err(runtime)?
+            }
+            Err(e) if !entry.manifest.embedded => return Err(e.into()),
+            Err(_) => NanoPipeline::embedded(&device).map_err(runtime)?,
+        };
+        Ok(NanoGenerator { pipeline })
+    }
+}
+
+impl Generator for NanoGenerator {
+    fn generate(
+        &mut self,
+        spec: &JobSpec,
+        job: &ResolvedJob,
+        seeds: Seeds,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Generated, JobError> {
+        self.pipeline.sampler.steps = job.steps as usize;
+        self.pipeline.sampler.guidance_video = job.guidance_video as f64;
+        self.pipeline.sampler.guidance_audio = job.guidance_audio as f64;
+        let mut step = |k: usize, n: usize| {
+            if on_step(k, n) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        };
+        // Generate at the native rate; the job retimes to the requested fps and applies
+        // audio_weight as loudness, the same way for every model.
+        let clip = self
+            .pipeline
+            .generate(
+                &spec.prompt,
+                job.width,
+                job.height,
+                job.native_fps,
+                job.duration_s,
+                seeds.video,
+                seeds.audio,
+                1.0,
+                &mut step,
+            )
+            .map_err(runtime)?;
+        Ok(Generated {
+            frames: Frames {
+                width: clip.width,
+                height: clip.height,
+                fps: clip.fps,
+                data: clip.frames_rgb,
+            },
+            audio: Audio {
+                sample_rate: clip.sample_rate,
+                channels: clip.channels,
+                samples: clip.audio,
+            },
+        })
+    }
+}
