@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long)]
         schema: bool,
     },
+    /// Train a model with the project's recipe.
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
     /// Developer tools.
     Debug {
         #[command(subcommand)]
@@ -140,6 +145,30 @@ pub enum DebugCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// HappyHorse Nano on the procedural audio-visual world. Rerun with the same --out to resume.
+    Nano {
+        /// Run folder: checkpoints in OUT/checkpoint, the loadable model in OUT/model.
+        #[arg(long, default_value = "nano-run")]
+        out: PathBuf,
+        /// A few steps of a tiny model (what CI runs).
+        #[arg(long)]
+        smoke: bool,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        codec_steps: Option<usize>,
+        #[arg(long)]
+        dit_steps: Option<usize>,
+        #[arg(long)]
+        batch: Option<usize>,
+        /// End this session after N steps (checkpointed; rerun to resume).
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// One MagiHuman transformer layer at the released width on a 256p 5 s sequence.
     Dit {
@@ -155,6 +184,18 @@ pub enum BenchCommand {
         /// Run on the GPU (needs a build with --features cuda or metal).
         #[arg(long)]
         gpu: bool,
+    },
+    /// A whole default-model job: load, generate a clip with sound, encode MP4 + WAV.
+    Nano {
+        /// Clip length in seconds.
+        #[arg(long, default_value_t = 4.0)]
+        duration: f32,
+        /// 16:9, 9:16 or 1:1.
+        #[arg(long, value_parser = parse_aspect, default_value = "16:9")]
+        aspect: Aspect,
+        /// Timed runs; each is reported, then the best.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
 }
 
@@ -306,5 +347,37 @@ pub fn run(cli: Cli) -> CliResult {
                     gpu,
                 },
         } => tools::bench_dit(&dtype, hidden, repeats, gpu),
+        Command::Bench {
+            command:
+                BenchCommand::Nano {
+                    duration,
+                    aspect,
+                    repeats,
+                },
+        } => tools::bench_nano(duration, aspect, repeats),
+        Command::Train {
+            command:
+                TrainCommand::Nano {
+                    out,
+                    smoke,
+                    seed,
+                    codec_steps,
+                    dit_steps,
+                    batch,
+                    stop_after,
+                },
+        } => {
+            let mut cfg = if smoke {
+                crate::nano::train::TrainConfig::smoke(out)
+            } else {
+                crate::nano::train::TrainConfig::nano(out)
+            };
+            cfg.seed = seed.unwrap_or(cfg.seed);
+            cfg.codec_steps = codec_steps.unwrap_or(cfg.codec_steps);
+            cfg.dit_steps = dit_steps.unwrap_or(cfg.dit_steps);
+            cfg.batch = batch.unwrap_or(cfg.batch);
+            cfg.stop_after = stop_after.or(cfg.stop_after);
+            tools::train_nano(cfg)
+        }
     }
 }

@@ -96,6 +96,7 @@ pub fn run(command: ModelsCommand) -> CliResult {
             for c in &m.components {
                 let found = match search.locate(&entry, c) {
                     Ok(p) => format!("found {}", p.display()),
+                    Err(_) if m.embedded => "built into the binary".into(),
                     Err(_) => "missing".into(),
                 };
                 let only = if c.only_for.is_empty() {
@@ -137,6 +138,16 @@ pub fn run(command: ModelsCommand) -> CliResult {
         ModelsCommand::Path { name, weights } => {
             let entry = registry.find(&name).map_err(registry_error)?;
             let search = WeightSearch::from_env(weights.model_dir);
+            if entry.manifest.embedded
+                && search
+                    .locate_all(&entry, &entry.manifest.defaults.resolution)
+                    .is_err()
+            {
+                eprintln!(
+                    "happyhorse: model `{name}` is built into the binary; it has no files on disk"
+                );
+                return Ok(());
+            }
             let mut missing = None;
             for c in &entry.manifest.components {
                 match search.locate(&entry, c) {

@@ -8,8 +8,11 @@ use candle_core::{DType, Device};
 use super::{CliError, CliResult};
 use crate::engine::bench::{bench_dit_layer, DitBench};
 use crate::engine::cases::{self, CaseError};
+use crate::engine::registry::{Registry, WeightSearch};
+use crate::jobs::{self, CancelToken, RunOptions};
 use crate::media::{self, MediaError};
-use crate::spec::JobSpec;
+use crate::nano::train::{self, Stage, TrainConfig};
+use crate::spec::{Aspect, JobSpec, OutputSpec};
 
 pub fn probe(file: &Path, json: bool) -> CliResult {
     let info = media::probe(file).map_err(|e| match e {
@@ -128,5 +131,78 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
             b.flops() / 1e9
         );
     }
+    Ok(())
+}
+
+pub fn train_nano(cfg: TrainConfig) -> CliResult {
+    let summary = train::run(cfg, &mut |p| {
+        if p.step % 10 == 0 || p.step == p.total || p.step <= 3 {
+            let stage = match p.stage {
+                Stage::Codec => "codec",
+                Stage::Dit => "dit",
+            };
+            eprintln!(
+                "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}) {:.0} s",
+                p.step, p.total, p.loss, p.loss_video, p.loss_audio, p.elapsed_s
+            );
+        }
+    })
+    .map_err(CliError::runtime)?;
+    eprintln!(
+        "train nano: done in {:.0} s; codec loss {:?}, dit loss {:?}",
+        summary.elapsed_s, summary.final_codec_loss, summary.final_dit_loss
+    );
+    println!("{}", summary.model_dir.display());
+    Ok(())
+}
+
+/// Times whole jobs as a user runs them (model load, generation, MP4 + WAV encoding) and
+/// reports the ratio of wall time to clip duration: below 1 is faster than real time.
+pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
+    let registry = Registry::builtin().map_err(CliError::runtime)?;
+    let tmp = std::env::temp_dir().join(format!("happyhorse-bench-{}", std::process::id()));
+    let opts = RunOptions {
+        weights: WeightSearch::from_env(None),
+        skip_existing: false,
+    };
+    let mut best = f64::INFINITY;
+    for i in 0..repeats.max(1) {
+        let spec = JobSpec {
+            prompt: "a red ball bouncing on a green grass field".into(),
+            model: Some("nano".into()),
+            duration_s: Some(duration),
+            aspect: Some(aspect),
+            seed: Some(i as u64),
+            output: Some(OutputSpec {
+                dir: Some(tmp.clone()),
+                ..OutputSpec::default()
+            }),
+            ..JobSpec::default()
+        };
+        let t = std::time::Instant::now();
+        let r = jobs::run_job(
+            &spec,
+            &registry,
+            &opts,
+            &mut jobs::make_generator,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .map_err(|e| CliError::new(e.exit_code(), e))?;
+        let wall = t.elapsed().as_secs_f64();
+        best = best.min(wall);
+        println!(
+            "nano {duration} s {aspect}: {wall:.2} s wall (load {:.2}, generate {:.2}, encode {:.2}) = {:.2}x clip duration",
+            r.timings.load_s,
+            r.timings.generate_s,
+            r.timings.encode_s,
+            wall / duration as f64
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!(
+        "best: {best:.2} s = {:.2}x clip duration",
+        best / duration as f64
+    );
     Ok(())
 }
