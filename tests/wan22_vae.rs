@@ -1,0 +1,116 @@
+//! Parity of the Wan2.2 VAE port against the reference goldens (tests/fixtures, copied from
+//! shared/goldens): every expected tensor of the decode and encode cases within the case
+//! tolerance.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle::{DType, Device, Tensor};
+use candle_core as candle;
+use happyhorse::engine::models::wan22_vae::run_golden_case;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tolerance(dir: &Path) -> (f64, f64) {
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let tol = &case["tolerance"];
+    (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap())
+}
+
+/// Returns (max abs error, worst ratio err / (atol + rtol*|exp|)).
+fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
+    assert_eq!(got.dims(), exp.dims(), "shape");
+    assert_eq!(got.dtype(), exp.dtype(), "dtype");
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (g, e) = (flat(got), flat(exp));
+    let mut max_abs = 0f64;
+    let mut worst = 0f64;
+    for (g, e) in g.iter().zip(&e) {
+        let err = (g - e).abs();
+        max_abs = max_abs.max(err);
+        worst = worst.max(err / (atol + rtol * e.abs()));
+    }
+    (max_abs, worst)
+}
+
+fn check_case(name: &str) {
+    let dir = fixture(name);
+    let (atol, rtol) = tolerance(&dir);
+    let exp: HashMap<String, Tensor> =
+        candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let got = run_golden_case(&dir).unwrap();
+    assert_eq!(
+        got.len(),
+        exp.len(),
+        "{name}: every expected tensor is produced"
+    );
+    for (tensor, value) in &got {
+        let (max_abs, worst) = compare(value, &exp[tensor], atol, rtol);
+        eprintln!("{name}/{tensor}: max |err| {max_abs:.3e}, worst err/tol {worst:.3}");
+        assert!(
+            worst <= 1.0,
+            "{name}/{tensor}: max |err| {max_abs:.3e} exceeds atol {atol} + rtol {rtol}·|exp|"
+        );
+    }
+}
+
+#[test]
+fn decode_matches_reference() {
+    check_case("wan22_vae_decode");
+}
+
+#[test]
+fn encode_matches_reference() {
+    check_case("wan22_vae_encode");
+}
+
+/// Decode time and peak RSS at the released widths (c_dim 160, dec_dim 256) with random
+/// weights, on CPU in f32. Defaults to a 256p (256×448) latent of 2 frames; set
+/// WAN22_BENCH_T=31 for the full 5 s clip (121 frames). Run alone, in release:
+/// `cargo test --release --test wan22_vae bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_decode_256p() {
+    use happyhorse::engine::models::wan22_vae::{bench_decode, Config};
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (t, h, w) = (
+        env("WAN22_BENCH_T", 2),
+        env("WAN22_BENCH_H", 16),
+        env("WAN22_BENCH_W", 28),
+    );
+    let r = bench_decode(
+        &Config::wan22_ti2v_5b(),
+        (t, h, w),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    eprintln!(
+        "latent {:?} -> video {:?}: {:.1} s, per latent frame {:?} s, peak RSS {:.2} GiB",
+        r.latent_dims,
+        r.video_dims,
+        r.decode_s,
+        r.per_latent_frame_s
+            .iter()
+            .map(|s| (s * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+    );
+}
