@@ -6,6 +6,7 @@
 //! by the golden cases).
 
 pub mod magihuman;
+pub mod magihuman_t2v;
 
 pub use magihuman::{
     pad_or_trim_text, run_sampler_golden_case, run_sampler_golden_case_debug, sample, Denoiser,
