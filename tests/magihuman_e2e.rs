@@ -16,8 +16,9 @@ use happyhorse::engine::models::magihuman::{DataProxyConfig, MagiHuman, ModelCon
 use happyhorse::engine::models::sa_audio::{self, AudioAutoencoder};
 use happyhorse::engine::models::t5gemma::{self, T5GemmaTextEncoder};
 use happyhorse::engine::models::turbo_vae::{self, TurboVaed};
+use happyhorse::engine::models::wan22_vae::{self, Wan22VaeDecoder, Wan22VaeEncoder};
 use happyhorse::engine::pipelines::magihuman_t2v::{
-    GuidanceMode, MagiHumanPipeline, MagiRequest, PipelineError,
+    GuidanceMode, MagiHumanPipeline, MagiRequest, PipelineError, RgbImage,
 };
 use happyhorse::media::StreamKind;
 
@@ -273,6 +274,57 @@ fn library_shapes_for_one_and_two_seconds() {
         .generate(&req, &mut |_, _| ControlFlow::Break(()))
         .unwrap_err();
     assert!(matches!(err, PipelineError::Cancelled { .. }), "{err}");
+}
+
+/// The same model with the Wan2.2 VAE instead of TurboVAED: it decodes, and its encoder makes
+/// the reference image's latent (TI2V).
+#[test]
+fn wan22_decoder_and_reference_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = tiny_model(dir.path());
+    files.retain(|(role, _)| !role.starts_with("turbo-vae"));
+    // Real widths are 160/256; the layer structure (dim_mult, blocks, time flags) is the
+    // released one.
+    let cfg = json!({"z_dim": 48, "c_dim": 8, "dec_dim": 8, "dim_mult": [1, 2, 4, 4],
+        "num_res_blocks": 2, "temperal_downsample": [false, true, true]});
+    let wan = dir.path().join("wan/Wan2.2_VAE.safetensors");
+    write_json(&dir.path().join("wan/config.json"), &cfg);
+    let wan_cfg: wan22_vae::Config = serde_json::from_value(cfg).unwrap();
+    random_weights(&wan, 0.1, |vb| {
+        Wan22VaeDecoder::new(&wan_cfg, vb.clone())?;
+        Wan22VaeEncoder::new(&wan_cfg, vb).map(|_| ())
+    });
+    files.push(("video-vae".into(), wan));
+    let pipe = MagiHumanPipeline::load(&files, &Device::Cpu, DType::F32).unwrap();
+    assert!(pipe.supports_image());
+
+    let (w, h) = (90u32, 40u32);
+    let data = (0..w * h)
+        .flat_map(|i| [(i % w * 2) as u8, (i / w * 5) as u8, 128])
+        .collect();
+    let mut req = MagiRequest::new("a red ball", WIDTH, HEIGHT, 1.0);
+    req.steps = 1;
+    req.mode = GuidanceMode::Distill;
+    req.image = Some(RgbImage {
+        width: w,
+        height: h,
+        data,
+    });
+    let clip = pipe
+        .generate(&req, &mut |_, _| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(
+        (clip.width, clip.height, clip.num_frames),
+        (WIDTH, HEIGHT, 25)
+    );
+    assert_eq!(clip.audio.len(), 44_100 * 2);
+
+    // Without the Wan2.2 file there is no image encoder: a clear error, not a silent T2V.
+    files.retain(|(role, _)| role != "video-vae");
+    let err = MagiHumanPipeline::load(&files, &Device::Cpu, DType::F32)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("video-vae"), "{err}");
 }
 
 #[test]
