@@ -391,3 +391,42 @@ fn binary_generates_mp4_and_wav_from_a_model_directory() {
         assert!((wav.duration_s() - 1.0).abs() <= 1.0 / 25.0);
     }
 }
+
+/// A control the manifest lists but the pipeline cannot do yet (a given soundtrack) is refused
+/// as bad input (exit 2) with the field named, never ignored.
+#[test]
+fn binary_refuses_a_given_soundtrack() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    std::fs::create_dir_all(&model).unwrap();
+    tiny_model(&model);
+    let manifest = MANIFEST.replace("supports = [", "supports = [\"audio\", ");
+    std::fs::write(model.join("happyhorse.toml"), manifest).unwrap();
+    let wav = dir.path().join("voice.wav");
+    let audio = happyhorse::media::Audio {
+        sample_rate: 44_100,
+        channels: 2,
+        samples: vec![0.0; 44_100 * 2],
+    };
+    happyhorse::media::write_wav(&wav, &audio).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_happyhorse"))
+        .args(["generate", "-m"])
+        .arg(&model)
+        .arg("a red ball")
+        .arg("--audio")
+        .arg(&wav)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .current_dir(dir.path())
+        .env("HF_HOME", dir.path().join("hf"))
+        .env_remove("HAPPYHORSE_MODEL_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("`audio`") && stderr.contains("A2V"),
+        "{stderr}"
+    );
+}
