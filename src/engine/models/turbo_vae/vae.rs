@@ -223,7 +223,11 @@ impl TurboVaed {
             if f < w.trim_front + w.trim_back {
                 candle::bail!("TurboVAED: window {k} gave {f} frames, fewer than its trims {w:?}")
             }
-            outs.push(y.narrow(2, w.trim_front, f - w.trim_front - w.trim_back)?);
+            // A copy, so the untrimmed window output is freed now rather than at the end.
+            outs.push(
+                y.narrow(2, w.trim_front, f - w.trim_front - w.trim_back)?
+                    .contiguous()?,
+            );
         }
         let out = Tensor::cat(&outs, 2)?;
         drop(outs);
