@@ -114,3 +114,30 @@ fn bench_decode_256p() {
         r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
     );
 }
+
+/// Causality, as the pipeline relies on it: an image encodes to the first latent frame of its
+/// video, and frames past the last 1+4k are dropped, so a prefix encodes to a latent prefix.
+#[test]
+fn encode_is_causal_and_drops_trailing_frames() {
+    use candle_nn::VarBuilder;
+    use happyhorse::engine::models::wan22_vae::{Config, Wan22VaeEncoder};
+    let dir = fixture("wan22_vae_encode");
+    let dev = Device::Cpu;
+    let weights = candle::safetensors::load(dir.join("weights.safetensors"), &dev).unwrap();
+    let cfg = Config {
+        c_dim: 8,
+        dec_dim: 8,
+        ..Config::wan22_ti2v_5b()
+    };
+    let vae =
+        Wan22VaeEncoder::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
+    let inputs = candle::safetensors::load(dir.join("inputs.safetensors"), &dev).unwrap();
+    let video = &inputs["video"];
+    let full = vae.encode(video).unwrap();
+    for (frames, latents) in [(1, 1), (4, 1), (5, 2), (8, 2)] {
+        let part = vae.encode(&video.narrow(2, 0, frames).unwrap()).unwrap();
+        let want = full.narrow(2, 0, latents).unwrap();
+        let (max_abs, _) = compare(&part, &want, 1e-5, 0.0);
+        assert!(max_abs <= 1e-5, "{frames} frames: max |err| {max_abs:.3e}");
+    }
+}
