@@ -7,6 +7,7 @@
 
 pub mod magihuman;
 pub mod magihuman_case;
+pub mod magihuman_t2v;
 pub mod nano;
 
 pub use magihuman::{
