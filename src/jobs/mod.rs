@@ -3,7 +3,6 @@
 //! it and render the events.
 
 mod generators;
-mod nano;
 mod queue;
 
 use std::collections::BTreeMap;

@@ -1,69 +1,56 @@
-//! The generator for each model architecture: loads the engine pipeline once per model and
-//! turns its output into media frames and sound.
+//! The generator for daVinci-MagiHuman checkpoints: the end-to-end text(+image)-to-video-with-
+//! audio pipeline, on the GPU when the build and the machine have one.
 
 use std::ops::ControlFlow;
 
 use candle_core::{DType, Device};
 
-use super::{Generated, Generator, JobError, Seeds};
 use crate::engine::models::magihuman::ModelConfig;
 use crate::engine::pipelines::magihuman_t2v::{
     GuidanceMode, MagiHumanPipeline, MagiRequest, PipelineError, RgbImage,
 };
 use crate::engine::registry::{ModelEntry, ResolvedJob, WeightSearch};
+use crate::jobs::{Generated, Generator, JobError, Seeds};
 use crate::media::{Audio, Frames};
 use crate::spec::{JobSpec, SpecError};
 
-/// Builds the generator for `entry`, after checking every weight file it needs is on disk
-/// (missing files are exit 3 with the file and the fix named).
-pub fn make_generator(
-    entry: &ModelEntry,
-    job: &ResolvedJob,
-    search: &WeightSearch,
-) -> Result<Box<dyn Generator>, JobError> {
-    if entry.manifest.architecture == "nano" {
-        return Ok(Box::new(super::nano::NanoGenerator::load(
-            entry, job, search,
-        )?));
-    }
-    let files = search.locate_all(entry, &job.resolution)?;
-    match entry.manifest.architecture.as_str() {
-        "magihuman" => {
-            // Checked before the (long) load: the super-resolution stage is not ported, so a
-            // resolution that needs it would otherwise come out at the base size.
-            if files.iter().any(|(role, _)| role == "sr-transformer") {
-                return Err(JobError::Spec(vec![SpecError::field(
-                    "resolution",
-                    format!(
-                        "\"{}\" needs MagiHuman's super-resolution stage, which this build does not have yet; use \"{}\"",
-                        job.resolution, entry.manifest.defaults.resolution
-                    ),
-                )]));
-            }
-            // A model that takes no guidance scales is the distilled (DMD-2) one: one
-            // conditional pass per step with `step_ddim`.
-            let mode = if entry.manifest.supports("guidance") {
-                GuidanceMode::Cfg
-            } else {
-                GuidanceMode::Distill
-            };
-            let preset = match mode {
-                GuidanceMode::Cfg => ModelConfig::base(),
-                GuidanceMode::Distill => ModelConfig::distill(),
-            };
-            let (device, dtype) = pick_device()?;
-            let pipeline = MagiHumanPipeline::load_with_preset(&files, preset, &device, dtype)
-                .map_err(|e| pipeline_error(&entry.manifest.name, e))?;
-            Ok(Box::new(MagiHumanGenerator {
-                model: entry.manifest.name.clone(),
-                pipeline,
-                mode,
-            }))
+impl MagiHumanGenerator {
+    pub fn load(
+        entry: &ModelEntry,
+        job: &ResolvedJob,
+        search: &WeightSearch,
+    ) -> Result<Self, JobError> {
+        let files = search.locate_all(entry, &job.resolution)?;
+        // Checked before the (long) load: the super-resolution stage is not ported, so a
+        // resolution that needs it would otherwise come out at the base size.
+        if files.iter().any(|(role, _)| role == "sr-transformer") {
+            return Err(JobError::Spec(vec![SpecError::field(
+                "resolution",
+                format!(
+                    "\"{}\" needs MagiHuman's super-resolution stage, which this build does not have yet; use \"{}\"",
+                    job.resolution, entry.manifest.defaults.resolution
+                ),
+            )]));
         }
-        other => Err(JobError::Runtime(format!(
-            "model `{}` has architecture `{other}`, which this build cannot run; known: nano, magihuman",
-            entry.manifest.name
-        ))),
+        // A model that takes no guidance scales is the distilled (DMD-2) one: one
+        // conditional pass per step with `step_ddim`.
+        let mode = if entry.manifest.supports("guidance") {
+            GuidanceMode::Cfg
+        } else {
+            GuidanceMode::Distill
+        };
+        let preset = match mode {
+            GuidanceMode::Cfg => ModelConfig::base(),
+            GuidanceMode::Distill => ModelConfig::distill(),
+        };
+        let (device, dtype) = pick_device()?;
+        let pipeline = MagiHumanPipeline::load_with_preset(&files, preset, &device, dtype)
+            .map_err(|e| pipeline_error(&entry.manifest.name, e))?;
+        Ok(MagiHumanGenerator {
+            model: entry.manifest.name.clone(),
+            pipeline,
+            mode,
+        })
     }
 }
 
@@ -88,7 +75,7 @@ fn pipeline_error(model: &str, e: PipelineError) -> JobError {
     }
 }
 
-struct MagiHumanGenerator {
+pub struct MagiHumanGenerator {
     model: String,
     pipeline: MagiHumanPipeline,
     mode: GuidanceMode,

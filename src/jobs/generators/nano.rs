@@ -4,9 +4,9 @@ use std::ops::ControlFlow;
 
 use candle_core::Device;
 
-use super::{Generated, Generator, JobError, Seeds};
 use crate::engine::pipelines::nano::{NanoError, NanoPipeline};
 use crate::engine::registry::{ModelEntry, ResolvedJob, WeightSearch};
+use crate::jobs::{Generated, Generator, JobError, Seeds};
 use crate::media::{Audio, Frames};
 use crate::spec::JobSpec;
 
