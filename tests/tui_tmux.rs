@@ -104,7 +104,7 @@ fn tui_end_to_end_in_tmux() {
     let bin = env!("CARGO_BIN_EXE_happyhorse");
     // The shell prints the exit code after the binary returns and keeps the pane open to read.
     let script = format!(
-        "env HAPPYHORSE_DATA_DIR='{}' HAPPYHORSE_CONFIG_DIR='{}' HF_HOME='{}' HAPPYHORSE_MODEL_DIR= \
+        "env -u HAPPYHORSE_MODEL_DIR HAPPYHORSE_DATA_DIR='{}' HAPPYHORSE_CONFIG_DIR='{}' HF_HOME='{}' \
          '{bin}' tui --no-audio --protocol halfblocks; echo \"EXIT:$?\"; sleep 120",
         data.display(),
         tmp.path().join("config").display(),
@@ -150,7 +150,7 @@ fn tui_end_to_end_in_tmux() {
     s.send(&["Tab", "Tab", "Tab"]);
     s.wait_for(&["clip.mp4"]);
     s.send(&["Enter"]);
-    s.wait_for(&["Preview clip.mp4", "1/12", "12 fps", "halfblocks"]);
+    s.wait_for(&["Preview clip.mp4", "1/12", "12fps", "halfblocks"]);
     s.send(&["Right"]);
     s.wait_for(&["2/12"]);
     s.send(&["Space"]);

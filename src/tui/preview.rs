@@ -352,10 +352,10 @@ impl Component for Preview {
         let sound = match (&clip.audio, self.audio.available()) {
             (None, _) => " · silent",
             (Some(_), true) => "",
-            (Some(_), false) => " · no audio device: loudness strip",
+            (Some(_), false) => " · muted",
         };
         let status = format!(
-            "{state} {}/{} · {:.2}s/{:.2}s · {} fps · {}{sound}",
+            "{state} {}/{} {:.2}/{:.2}s {}fps {}{sound}",
             self.pos + 1,
             clip.frames.count(),
             self.time_s(),

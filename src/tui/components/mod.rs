@@ -50,6 +50,8 @@ pub enum Action {
     Changed,
 }
 
+// One value per key press, moved once: boxing the spec would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventResult {
     /// Not for this panel; the app may use the key.

@@ -164,7 +164,7 @@ impl QueuePanel {
 
     fn status(&self, j: &JobRow, theme: &Theme, width: usize, now: Instant) -> Line<'static> {
         let bar = |done: usize, total: usize, w: usize| {
-            let filled = if total == 0 { 0 } else { done * w / total };
+            let filled = (done * w).checked_div(total).unwrap_or(0).min(w);
             format!("{}{}", "█".repeat(filled), "░".repeat(w - filled))
         };
         match &j.state {
