@@ -105,7 +105,7 @@ fn tui_end_to_end_in_tmux() {
     // The shell prints the exit code after the binary returns and keeps the pane open to read.
     let script = format!(
         "env -u HAPPYHORSE_MODEL_DIR HAPPYHORSE_DATA_DIR='{}' HAPPYHORSE_CONFIG_DIR='{}' HF_HOME='{}' \
-         '{bin}' tui --no-audio --protocol halfblocks; echo \"EXIT:$?\"; sleep 120",
+         '{bin}' tui --no-audio; echo \"EXIT:$?\"; sleep 120",
         data.display(),
         tmp.path().join("config").display(),
         hub.display(),
@@ -133,6 +133,7 @@ fn tui_end_to_end_in_tmux() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Auto protocol: the terminal query must neither hang nor eat the keys typed after it.
     s.wait_for(&["Prompt", "Parameters", "Queue", "^S submit"]);
     s.type_text("a chrome horse galloping at sunset");
     s.send(&["Tab"]);

@@ -39,6 +39,8 @@ use theme::Theme;
 
 /// Fastest redraw: ~30 fps is smooth for progress bars and the clip rates we make (≤ 25 fps).
 const MIN_FRAME: Duration = Duration::from_millis(33);
+/// ratatui-image waits 2 s for the terminal's answers; a query this slow got none.
+const QUERY_GAVE_UP: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuiError {
@@ -134,7 +136,19 @@ fn picker(choice: &str) -> Result<Picker, TuiError> {
         // Nothing to ask: halfblocks need no cell size.
         return Ok(Picker::halfblocks());
     }
+    let started = Instant::now();
+    // ratatui-image answers halfblocks when the terminal stays silent, without saying so.
     let mut p = Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks());
+    if started.elapsed() >= QUERY_GAVE_UP {
+        // The query timed out, but its reader thread is still blocked on stdin and would eat our
+        // keys until it sees a status report. Under tmux with no outer terminal (or without
+        // allow-passthrough) the passthrough-wrapped query is never answered; an unwrapped status
+        // request is answered by tmux or the terminal itself and lets that thread finish.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x1b[5n").and_then(|_| out.flush());
+        std::thread::sleep(Duration::from_millis(150));
+    }
     if let Some(w) = wanted {
         p.set_protocol_type(w);
     }
