@@ -10,3 +10,4 @@ pub mod jobs;
 pub mod media;
 pub mod nano;
 pub mod spec;
+pub mod tui;

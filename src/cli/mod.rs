@@ -5,6 +5,7 @@
 
 mod generate;
 mod models;
+mod show;
 mod tools;
 
 use std::path::PathBuf;
@@ -54,8 +55,9 @@ pub type CliResult = Result<(), CliError>;
     after_help = "Examples:\n  happyhorse generate \"a red ball bouncing on a green grass field\"\n  happyhorse generate --spec job.json --json\n  happyhorse batch prompts.jsonl --skip-existing\n  happyhorse models list"
 )]
 pub struct Cli {
+    /// Without a subcommand, a terminal opens the workspace (`tui`); anything else gets help.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +77,18 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// The terminal workspace: prompt, parameters, queue, history, gallery, preview.
+    Tui(TuiArgs),
+    /// Print a strip of frames from a clip to the terminal.
+    Show {
+        file: PathBuf,
+        /// Frames in the strip, evenly spaced over the clip.
+        #[arg(long, short = 'n', default_value_t = 6)]
+        frames: usize,
+        /// Columns for the whole strip (default: the terminal's width).
+        #[arg(long)]
+        width: Option<u16>,
     },
     /// Print an example job spec or the spec's JSON Schema.
     Spec {
@@ -100,6 +114,21 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct TuiArgs {
+    /// Image protocol for the preview: auto, kitty, sixel, iterm2, halfblocks (config: protocol).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Theme: dark, light, or NAME for happyhorse/themes/NAME.toml in the config dir.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Do not open the audio device (previews show a loudness strip).
+    #[arg(long)]
+    pub no_audio: bool,
+    #[command(flatten)]
+    pub weights: WeightArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,7 +358,26 @@ fn parse_format(s: &str) -> Result<Format, String> {
 
 /// Runs the parsed command line; the binary maps the error to its exit code.
 pub fn run(cli: Cli) -> CliResult {
-    match cli.command {
+    use std::io::IsTerminal;
+    let Some(command) = cli.command else {
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            return tui(TuiArgs::default());
+        }
+        // Scripts calling us bare get the usage, and a failure they can notice.
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return Err(CliError {
+            code: EXIT_BAD_INPUT,
+            error: anyhow::anyhow!("no command given"),
+            reported: true,
+        });
+    };
+    match command {
+        Command::Tui(args) => tui(args),
+        Command::Show {
+            file,
+            frames,
+            width,
+        } => show::show(&file, frames, width),
         Command::Generate(args) => generate::generate(args),
         Command::Batch(args) => generate::batch(args),
         Command::Models { command } => models::run(command),
@@ -380,4 +428,23 @@ pub fn run(cli: Cli) -> CliResult {
             tools::train_nano(cfg)
         }
     }
+}
+
+fn tui(args: TuiArgs) -> CliResult {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(CliError::bad_input(
+            "the workspace needs a terminal on stdin and stdout; use `happyhorse generate` in scripts",
+        ));
+    }
+    crate::tui::run(crate::tui::TuiOptions {
+        protocol: args.protocol,
+        theme: args.theme,
+        no_audio: args.no_audio,
+        weights: crate::engine::registry::WeightSearch::from_env(args.weights.model_dir),
+    })
+    .map_err(|e| match e {
+        crate::tui::TuiError::Config(_) => CliError::new(EXIT_BAD_INPUT, e),
+        _ => CliError::new(EXIT_RUNTIME, e),
+    })
 }

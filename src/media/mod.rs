@@ -3,6 +3,7 @@
 //! renamed, so an interrupted run never leaves a truncated file under a final name.
 
 mod atomic;
+mod decode;
 mod png;
 mod probe;
 mod retime;
@@ -10,6 +11,7 @@ mod video;
 mod wav;
 
 pub use atomic::{temp_path_for, write_atomic};
+pub use decode::{decode_audio, decode_frames};
 pub use png::write_png_frames;
 pub use probe::{probe, MediaInfo, StreamInfo, StreamKind};
 pub use retime::retime_frames;
