@@ -1,7 +1,7 @@
 //! The real binary in a real terminal: tmux runs `happyhorse tui` at 120x40 and we type into it.
-//! Type a prompt, change a parameter, submit, see the job fail with the model-missing message
-//! (no default model ships yet), open a clip from the gallery in the preview, play it, quit with
-//! Ctrl-C, and check the exit code and that the terminal left the alternate screen.
+//! Type a prompt, change a parameter, submit, see the job finish with the default model (Nano)
+//! and its clip reach the gallery, open a clip in the preview, play it, quit with Ctrl-C, and
+//! check the exit code, that the terminal left the alternate screen, and the files written.
 //! Skipped, with a note, where tmux is not installed (install.sh installs it).
 
 use std::path::Path;
@@ -104,8 +104,9 @@ fn tui_end_to_end_in_tmux() {
     let bin = env!("CARGO_BIN_EXE_happyhorse");
     // The shell prints the exit code after the binary returns and keeps the pane open to read.
     let script = format!(
-        "env -u HAPPYHORSE_MODEL_DIR HAPPYHORSE_DATA_DIR='{}' HAPPYHORSE_CONFIG_DIR='{}' HF_HOME='{}' \
+        "cd '{}' && env -u HAPPYHORSE_MODEL_DIR HAPPYHORSE_DATA_DIR='{}' HAPPYHORSE_CONFIG_DIR='{}' HF_HOME='{}' \
          '{bin}' tui --no-audio; echo \"EXIT:$?\"; sleep 120",
+        tmp.path().display(),
         data.display(),
         tmp.path().join("config").display(),
         hub.display(),
@@ -143,19 +144,19 @@ fn tui_end_to_end_in_tmux() {
     s.send(&["Enter"]);
     s.wait_for(&["duration_s", "3"]);
     s.send(&["C-s"]);
-    let screen = s.wait_for(&["model missing", "fix:"]);
+    let screen = s.wait_for(&["✓ done in", "Gallery 2"]);
     assert!(screen.contains("#1"), "{screen}");
-    assert!(screen.contains("magihuman-base"), "{screen}");
 
     // Params → Queue → History → Gallery, open the clip.
     s.send(&["Tab", "Tab", "Tab"]);
-    s.wait_for(&["clip.mp4"]);
+    s.wait_for(&["clip.mp4", "a-chrome-horse"]);
+    // The gallery selects the newest clip: the one just generated, 3 s at 24 fps.
     s.send(&["Enter"]);
-    s.wait_for(&["Preview clip.mp4", "1/12", "12fps", "halfblocks"]);
+    s.wait_for(&["Preview a-chrome-horse", "1/72", "24fps", "halfblocks"]);
     s.send(&["Right"]);
-    s.wait_for(&["2/12"]);
+    s.wait_for(&["2/72"]);
     s.send(&["Space"]);
-    s.wait_for(&["12/12"]);
+    s.wait_for(&["72/72"]);
 
     s.send(&["C-c"]);
     let after = s.wait_for(&["EXIT:0"]);
@@ -172,4 +173,10 @@ fn tui_end_to_end_in_tmux() {
         "{saved}"
     );
     assert!(saved.contains("\"duration_s\": 3.0"), "{saved}");
+    let written: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("a-chrome-horse-galloping-at-sunset-"))
+        .collect();
+    assert_eq!(written.len(), 2, "the job's MP4 and WAV: {written:?}");
 }

@@ -391,7 +391,7 @@ impl Params {
         Some(match field {
             "model" => registry::DEFAULT_MODEL.to_string(),
             "duration_s" => m.defaults.duration_s.to_string(),
-            "fps" => m.native_fps.to_string(),
+            "fps" => m.defaults.fps.unwrap_or(m.native_fps).to_string(),
             "aspect" => m.defaults.aspect.clone(),
             "resolution" => m.defaults.resolution.clone(),
             "steps" => m.defaults.steps.to_string(),
