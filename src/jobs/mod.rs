@@ -6,6 +6,7 @@ mod generators;
 mod queue;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -178,7 +179,7 @@ pub trait Generator {
         spec: &JobSpec,
         job: &ResolvedJob,
         seeds: Seeds,
-        on_step: &mut dyn FnMut(usize, usize) -> bool,
+        on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Generated, JobError>;
 }
 
@@ -299,7 +300,11 @@ pub fn run_job(
                 step,
                 total,
             });
-            !cancel.is_cancelled()
+            if cancel.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         };
         let clip = generator.generate(spec, &job, *seeds, &mut on_step)?;
         if cancel.is_cancelled() {

@@ -148,18 +148,12 @@ impl Generator for MagiHumanGenerator {
         spec: &JobSpec,
         job: &ResolvedJob,
         seeds: Seeds,
-        on_step: &mut dyn FnMut(usize, usize) -> bool,
+        on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Generated, JobError> {
         let req = self.request(spec, job, seeds)?;
         let clip = self
             .pipeline
-            .generate(&req, &mut |done, total| {
-                if on_step(done, total) {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            })
+            .generate(&req, on_step)
             .map_err(|e| pipeline_error(&self.model, e))?;
         Ok(Generated {
             frames: Frames {

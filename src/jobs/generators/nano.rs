@@ -59,18 +59,11 @@ impl Generator for NanoGenerator {
         spec: &JobSpec,
         job: &ResolvedJob,
         seeds: Seeds,
-        on_step: &mut dyn FnMut(usize, usize) -> bool,
+        on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Generated, JobError> {
         self.pipeline.sampler.steps = job.steps as usize;
         self.pipeline.sampler.guidance_video = job.guidance_video as f64;
         self.pipeline.sampler.guidance_audio = job.guidance_audio as f64;
-        let mut step = |k: usize, n: usize| {
-            if on_step(k, n) {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        };
         // Generate at the native rate; the job retimes to the requested fps and applies
         // audio_weight as loudness, the same way for every model.
         let clip = self
@@ -84,7 +77,7 @@ impl Generator for NanoGenerator {
                 seeds.video,
                 seeds.audio,
                 1.0,
-                &mut step,
+                on_step,
             )
             .map_err(runtime)?;
         Ok(Generated {
