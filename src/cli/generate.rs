@@ -142,7 +142,7 @@ pub fn batch(args: BatchArgs) -> CliResult {
 }
 
 fn run_inputs(inputs: Vec<Input>, flags: &SpecFlags, run: &RunArgs, summary: bool) -> CliResult {
-    let registry = Registry::builtin().map_err(|e| CliError::runtime(e))?;
+    let registry = Registry::builtin().map_err(CliError::runtime)?;
     let opts = RunOptions {
         weights: WeightSearch::from_env(run.weights.model_dir.clone()),
         skip_existing: run.skip_existing,

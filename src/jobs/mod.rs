@@ -183,6 +183,13 @@ pub trait Generator {
     ) -> Result<Generated, JobError>;
 }
 
+/// Builds the generator for a model: [`make_generator`] in the product, a stand-in in tests.
+pub type MakeGenerator = dyn FnMut(
+    &registry::ModelEntry,
+    &ResolvedJob,
+    &WeightSearch,
+) -> Result<Box<dyn Generator>, JobError>;
+
 /// Validates and resolves `spec`: every error a user can fix before any model is loaded.
 pub fn prepare(
     spec: &JobSpec,
@@ -227,11 +234,7 @@ pub fn run_job(
     spec: &JobSpec,
     registry: &Registry,
     opts: &RunOptions,
-    make_generator: &mut dyn FnMut(
-        &registry::ModelEntry,
-        &ResolvedJob,
-        &WeightSearch,
-    ) -> Result<Box<dyn Generator>, JobError>,
+    make_generator: &mut MakeGenerator,
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<JobResult, JobError> {
