@@ -7,7 +7,7 @@ use candle_core::{DType, Device};
 
 use super::{CliError, CliResult};
 use crate::engine::bench::{bench_dit_layer, DitBench};
-use crate::engine::cases::{self, CaseError};
+use crate::engine::golden::{self, CaseError};
 use crate::engine::registry::{Registry, WeightSearch};
 use crate::jobs::{self, CancelToken, RunOptions};
 use crate::media::{self, MediaError};
@@ -74,7 +74,7 @@ pub fn spec(example: bool, schema: bool) -> CliResult {
 }
 
 pub fn debug_case(dir: &Path, out: &Path) -> CliResult {
-    let tensors = cases::run_case(dir).map_err(|e| match e {
+    let tensors = golden::run_case(dir).map_err(|e| match e {
         CaseError::Run { .. } => CliError::runtime(e),
         _ => CliError::bad_input(e),
     })?;

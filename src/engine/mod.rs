@@ -2,7 +2,6 @@
 //! No terminal or CLI crates here.
 
 pub mod bench;
-pub mod cases;
 pub mod golden;
 pub mod hub;
 pub mod models;
