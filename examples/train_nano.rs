@@ -1,5 +1,6 @@
 //! Drives the Nano training recipe until `happyhorse train nano` is wired:
-//! `cargo run --release --example train_nano -- OUT_DIR [--smoke] [--codec-steps N] [--dit-steps N]`.
+//! `cargo run --release --example train_nano -- OUT_DIR [--smoke] [--codec-steps N] [--dit-steps N]
+//! [--batch N] [--stop-after N] [--checkpoint-every N]`.
 //! Rerunning with the same OUT_DIR resumes from its checkpoint.
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ fn main() -> anyhow::Result<()> {
             "--codec-steps" => cfg.codec_steps = num("--codec-steps")?,
             "--dit-steps" => cfg.dit_steps = num("--dit-steps")?,
             "--batch" => cfg.batch = num("--batch")?,
+            "--stop-after" => cfg.stop_after = Some(num("--stop-after")?),
+            "--checkpoint-every" => cfg.checkpoint_every = num("--checkpoint-every")?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }

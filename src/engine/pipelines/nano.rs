@@ -4,6 +4,7 @@
 //! The loop is [`super::magihuman::sample`] with the Nano DiT as its [`Denoiser`], so Nano
 //! exercises the same packing, rope, experts and FlowUniPC path as the full model.
 
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,8 @@ use candle::{DType, Device, Tensor};
 use candle_core as candle;
 
 use super::magihuman::{
-    sample, NoiseSource, SampleError, SamplerConfig, SamplerInputs, SeededNoise, TextCondition,
+    sample, Denoiser, NoiseSource, SampleError, SamplerConfig, SamplerInputs, SeededNoise,
+    TextCondition,
 };
 use crate::engine::models::nano::{
     self, Nano, NanoConfig, NanoSamplerDefaults, NanoTokenizer, VideoCodecConfig,
@@ -227,13 +229,15 @@ impl NanoPipeline {
             audio_given: false,
         };
         let mut renoise = SeededNoise::new(seed ^ 0x6E61_6E6F_5245_4E4F);
-        let out = sample(
-            &self.model.dit,
-            &sampler_cfg,
-            inputs,
-            &mut renoise,
-            &mut |ev| on_step(ev.step + 1, ev.num_steps),
-        )?;
+        let denoiser = CfgSchedule {
+            dit: &self.model.dit,
+            cfg_steps: s.cfg_steps.unwrap_or(usize::MAX),
+            calls: Cell::new(0),
+            last_cond: RefCell::new(None),
+        };
+        let out = sample(&denoiser, &sampler_cfg, inputs, &mut renoise, &mut |ev| {
+            on_step(ev.step + 1, ev.num_steps)
+        })?;
 
         let lat = &cfg.latent;
         let zv = nano::denormalize(&out.latent_video, &lat.video_mean, &lat.video_std, 1)?;
@@ -272,5 +276,42 @@ impl NanoPipeline {
             channels: 1,
             audio,
         })
+    }
+}
+
+/// The DiT behind a CFG schedule. With `cfg_number == 2` the sampler asks for the
+/// conditional velocity and then the unconditional one at every step; past `cfg_steps` this
+/// answers the second call with the first's result, so `u + s (c - u)` is just `c` and the
+/// step costs one DiT pass instead of two. The sampler's call order is the contract relied on.
+struct CfgSchedule<'a> {
+    dit: &'a dyn Denoiser,
+    cfg_steps: usize,
+    calls: Cell<usize>,
+    last_cond: RefCell<Option<(Tensor, Tensor)>>,
+}
+
+impl Denoiser for CfgSchedule<'_> {
+    fn velocity(
+        &self,
+        latent_video: &Tensor,
+        latent_audio: &Tensor,
+        txt_feat: &Tensor,
+        txt_len: usize,
+    ) -> candle::Result<(Tensor, Tensor)> {
+        let call = self.calls.get();
+        self.calls.set(call + 1);
+        let (step, uncond) = (call / 2, call % 2 == 1);
+        if uncond && step >= self.cfg_steps {
+            if let Some(c) = self.last_cond.borrow().as_ref() {
+                return Ok(c.clone());
+            }
+        }
+        let v = self
+            .dit
+            .velocity(latent_video, latent_audio, txt_feat, txt_len)?;
+        if !uncond {
+            *self.last_cond.borrow_mut() = Some(v.clone());
+        }
+        Ok(v)
     }
 }

@@ -59,8 +59,12 @@ pub struct TrainConfig {
     pub codec_lr: f64,
     pub dit_lr: f64,
     pub warmup_steps: usize,
-    /// Latent frames per training clip, drawn uniformly from this range (inclusive).
+    /// Latent frames per DiT training clip, drawn uniformly from this range (inclusive).
     pub latent_frames: (usize, usize),
+    /// Latent frames per codec training clip. Both codecs work on one latent frame's window
+    /// at a time (4 stacked frames; two audio hops), so short clips teach them as much per
+    /// window as long ones at a fraction of the cost.
+    pub codec_latent_frames: (usize, usize),
     /// Training frame sizes `(width, height)`, cycled through.
     pub sizes: Vec<(u32, u32)>,
     /// Reuse the data of the first `n` steps over and over (smoke tests); `None` for fresh data.
@@ -77,22 +81,30 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights.
+    /// The recipe behind the committed `models/nano/` weights, sized for about 3 h on a busy
+    /// 2-core CPU (see `models/nano/TRAINING_LOG.txt` for measured step times):
+    /// - codecs: 600 steps of 2 clips of 0.6-1.1 s (measured ~1.1 s/step, ~11 min);
+    /// - DiT: 3600 steps of 2 clips of 0.6-2.1 s (measured ~2.0 s/step, ~2 h), which leaves
+    ///   ~30% headroom for a machine shared with other work.
+    ///
+    /// One frame size, 96x56 (16:9 at stride 8): the clips the product generates by default,
+    /// so the little compute there is goes to the layout that is asked for most.
     pub fn nano(out_dir: PathBuf) -> Self {
         Self {
             out_dir,
             seed: 5,
             tiny: false,
-            codec_steps: 1500,
-            dit_steps: 6000,
-            batch: 4,
+            codec_steps: 600,
+            dit_steps: 3600,
+            batch: 2,
             codec_lr: 2e-3,
             dit_lr: 6e-4,
-            warmup_steps: 100,
+            warmup_steps: 50,
             latent_frames: (2, 5),
-            sizes: vec![(96, 56), (56, 96), (72, 72)],
+            codec_latent_frames: (2, 3),
+            sizes: vec![(96, 56)],
             data_cycle: None,
-            checkpoint_every: 100,
+            checkpoint_every: 50,
             vocab_scenes: 4000,
             caption_dropout: 0.1,
             sigma_shift: 3.0,
@@ -111,6 +123,7 @@ impl TrainConfig {
             dit_lr: 3e-3,
             warmup_steps: 0,
             latent_frames: (2, 2),
+            codec_latent_frames: (2, 2),
             sizes: vec![(32, 24)],
             data_cycle: Some(1),
             checkpoint_every: 6,
@@ -127,7 +140,8 @@ impl TrainConfig {
         if self.sizes.is_empty() || self.sizes.iter().any(|(w, h)| w % 8 != 0 || h % 8 != 0) {
             return bad("sizes must be non-empty multiples of 8");
         }
-        if self.latent_frames.0 == 0 || self.latent_frames.0 > self.latent_frames.1 {
+        let bad_range = |(lo, hi): (usize, usize)| lo == 0 || lo > hi;
+        if bad_range(self.latent_frames) || bad_range(self.codec_latent_frames) {
             return bad("latent_frames must be a range 1 <= lo <= hi");
         }
         Ok(())
@@ -297,7 +311,10 @@ struct Run<'a> {
     varmap: VarMap,
     model: Nano,
     tokenizer: NanoTokenizer,
+    /// DiT clips.
     sampler: ClipSampler,
+    /// Codec clips (shorter).
+    codec_sampler: ClipSampler,
     state: State,
     dev: Device,
 }
@@ -319,11 +336,12 @@ impl Run<'_> {
             Stage::Codec => 1u64,
             Stage::Dit => 2u64,
         };
+        let sampler = match stage {
+            Stage::Codec => &self.codec_sampler,
+            Stage::Dit => &self.sampler,
+        };
         (0..self.cfg.batch)
-            .map(|k| {
-                self.sampler
-                    .clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64)
-            })
+            .map(|k| sampler.clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64))
             .collect()
     }
 
@@ -507,6 +525,7 @@ pub fn run(
     )?;
     init_vars(&varmap, cfg.seed)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames);
+    let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
         model_cfg,
@@ -514,6 +533,7 @@ pub fn run(
         model,
         tokenizer,
         sampler,
+        codec_sampler,
         state: State {
             stage: Stage::Codec,
             step: 0,

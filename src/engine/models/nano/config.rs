@@ -71,6 +71,11 @@ pub struct NanoSamplerDefaults {
     pub cfg_number: usize,
     pub guidance_video: f64,
     pub guidance_audio: f64,
+    /// Guide only the first this many steps (the high-noise ones, where layout, colour and
+    /// motion are decided) and run the conditional pass alone after that: each unguided step
+    /// costs half. `None` guides every step (configs written before this field).
+    #[serde(default)]
+    pub cfg_steps: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,11 +148,12 @@ impl NanoConfig {
             },
             latent: LatentStats::identity(zv, za),
             sampler: NanoSamplerDefaults {
-                steps: 6,
+                steps: 4,
                 shift: 3.0,
                 cfg_number: 2,
                 guidance_video: 3.0,
                 guidance_audio: 2.0,
+                cfg_steps: Some(2),
             },
             native_fps: fps,
             sample_rate,
