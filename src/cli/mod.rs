@@ -104,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TrainCommand,
     },
+    /// Measure a model against its targets.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Developer tools.
     Debug {
         #[command(subcommand)]
@@ -170,6 +175,26 @@ pub enum DebugCommand {
         /// Output .safetensors file: every tensor named in DIR/expected.safetensors.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Generate from in-distribution and held-out prompts and measure the decoded output:
+    /// colour, shape and motion adherence, AV sync, silence. Prints a table; --json writes it.
+    Nano {
+        /// Model folder (config.json, tokenizer.json, model.safetensors): `models/nano` in the
+        /// source tree, or OUT/model from `happyhorse train nano`.
+        #[arg(long, default_value = "models/nano")]
+        model_dir: PathBuf,
+        /// Scenes per split.
+        #[arg(long, default_value_t = 20)]
+        scenes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -403,6 +428,15 @@ pub fn run(cli: Cli) -> CliResult {
                     repeats,
                 },
         } => tools::bench_nano(duration, aspect, repeats),
+        Command::Eval {
+            command:
+                EvalCommand::Nano {
+                    model_dir,
+                    scenes,
+                    seed,
+                    json,
+                },
+        } => tools::eval_nano(model_dir, scenes, seed, json),
         Command::Train {
             command:
                 TrainCommand::Nano {

@@ -206,3 +206,35 @@ pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
     );
     Ok(())
 }
+
+pub fn eval_nano(
+    model_dir: std::path::PathBuf,
+    scenes: usize,
+    seed: u64,
+    json: Option<std::path::PathBuf>,
+) -> CliResult {
+    if !model_dir.join("model.safetensors").is_file() {
+        return Err(CliError::new(
+            super::EXIT_MODEL_MISSING,
+            anyhow::anyhow!(
+                "{} holds no model.safetensors; pass --model-dir (models/nano in the source tree, or OUT/model from `happyhorse train nano`)",
+                model_dir.display()
+            ),
+        ));
+    }
+    let cfg = crate::nano::eval::EvalConfig {
+        scenes_per_split: scenes,
+        seed,
+        ..crate::nano::eval::EvalConfig::new(model_dir)
+    };
+    let report = crate::nano::eval::run(cfg, &mut |p| {
+        eprintln!("eval nano: {}/{}", p.done, p.total);
+    })
+    .map_err(CliError::runtime)?;
+    println!("{report}");
+    if let Some(path) = json {
+        report.write_json(&path).map_err(CliError::runtime)?;
+        eprintln!("eval nano: wrote {}", path.display());
+    }
+    Ok(())
+}
