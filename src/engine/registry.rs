@@ -499,6 +499,26 @@ mod tests {
     }
 
     #[test]
+    fn nano_manifest_defaults_match_its_embedded_sampler() {
+        let r = Registry::builtin().unwrap();
+        let nano = r.find("nano").unwrap().manifest;
+        let cfg: serde_json::Value =
+            serde_json::from_str(crate::engine::models::nano::embedded::CONFIG).unwrap();
+        let s = &cfg["sampler"];
+        assert_eq!(nano.defaults.steps as u64, s["steps"].as_u64().unwrap());
+        assert_eq!(
+            nano.defaults.guidance_video as f64,
+            s["guidance_video"].as_f64().unwrap()
+        );
+        assert_eq!(
+            nano.defaults.guidance_audio as f64,
+            s["guidance_audio"].as_f64().unwrap()
+        );
+        assert!(nano.embedded);
+        assert_eq!(nano.defaults.fps, Some(24));
+    }
+
+    #[test]
     fn resolve_fills_defaults_and_refuses_unsupported_controls() {
         let r = Registry::builtin().unwrap();
         let distill = r.find("magihuman-distill").unwrap().manifest;
