@@ -29,10 +29,14 @@ use crate::nano::world::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    // Boxed: `NanoError` is large and every `Result` here would carry its size.
     #[error("loading the model: {0}")]
-    Load(#[source] NanoError),
+    Load(#[source] Box<NanoError>),
     #[error("generating {caption:?}: {source}")]
-    Generate { caption: String, source: NanoError },
+    Generate {
+        caption: String,
+        source: Box<NanoError>,
+    },
     #[error("analysing {caption:?}: {source}")]
     Analyze {
         caption: String,
@@ -373,14 +377,16 @@ pub fn run(
     cfg: EvalConfig,
     progress: &mut dyn FnMut(&EvalProgress),
 ) -> Result<EvalReport, EvalError> {
-    if cfg.scenes_per_split == 0 || cfg.fps == 0 || !(cfg.duration_s > 0.0) {
+    if cfg.scenes_per_split == 0 || cfg.fps == 0 || cfg.duration_s.is_nan() || cfg.duration_s <= 0.0
+    {
         return Err(EvalError::Invalid(format!(
             "scenes_per_split {}, fps {} and duration {} s must all be positive",
             cfg.scenes_per_split, cfg.fps, cfg.duration_s
         )));
     }
     let started = Instant::now();
-    let mut pipe = NanoPipeline::load(&cfg.model_dir, &Device::Cpu).map_err(EvalError::Load)?;
+    let mut pipe = NanoPipeline::load(&cfg.model_dir, &Device::Cpu)
+        .map_err(|e| EvalError::Load(Box::new(e)))?;
     if let Some(steps) = cfg.steps {
         pipe.sampler.steps = steps;
     }
@@ -449,7 +455,7 @@ fn measure(
         )
         .map_err(|source| EvalError::Generate {
             caption: text.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let generate_s = t0.elapsed().as_secs_f64();
     let (w, h) = (clip.width as usize, clip.height as usize);
