@@ -12,30 +12,10 @@ use happyhorse::engine::models::magihuman::{
 };
 
 mod common;
-use common::{case_tolerance, compare, fixture};
+use common::{assert_all_close, case_tolerance, fixture, load_tensors};
 
 fn check(results: Vec<(String, Tensor)>, reference: &Path, atol: f64, rtol: f64, what: &str) {
-    let exp: HashMap<String, Tensor> = candle::safetensors::load(reference, &Device::Cpu).unwrap();
-    assert_eq!(
-        results.len(),
-        exp.len(),
-        "{what}: every reference tensor is produced"
-    );
-    let mut failures = Vec::new();
-    for (name, got) in &results {
-        let (max_abs, worst) = compare(got, &exp[name], atol, rtol);
-        eprintln!(
-            "{what} {name}: max abs err {max_abs:.3e} ({:.1}% of tolerance)",
-            worst * 100.0
-        );
-        if worst > 1.0 {
-            failures.push(name.clone());
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{what}: out of tolerance: {failures:?}"
-    );
+    assert_all_close(what, &results, &load_tensors(reference), |_| (atol, rtol));
 }
 
 fn run_case(name: &str) {

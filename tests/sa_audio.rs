@@ -1,10 +1,10 @@
 //! Golden parity for the audio VAE (decode, encode) and the final resampler.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use happyhorse::engine::models::sa_audio::run_golden_case;
 
 mod common;
-use common::{fixture, tolerance};
+use common::{assert_all_close, fixture, tolerance};
 
 fn check_case(name: &str) {
     let dir = fixture(name);
@@ -13,38 +13,7 @@ fn check_case(name: &str) {
     let expected =
         candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
     let got = run_golden_case(&dir).unwrap();
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "{name}: one output per expected tensor"
-    );
-    for (tensor, g) in &got {
-        let e = &expected[tensor];
-        assert_eq!(g.dims(), e.dims(), "{name}/{tensor}: shape");
-        assert_eq!(g.dtype(), e.dtype(), "{name}/{tensor}: dtype");
-        let flat = |t: &Tensor| -> Vec<f64> {
-            t.to_dtype(DType::F64)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
-        let (g, e) = (flat(g), flat(e));
-        let (atol, rtol) = tolerance(&case, tensor);
-        let mut max_abs = 0f64;
-        let mut worst_ratio = 0f64;
-        for (x, y) in g.iter().zip(&e) {
-            let d = (x - y).abs();
-            max_abs = max_abs.max(d);
-            worst_ratio = worst_ratio.max(d / (atol + rtol * y.abs()));
-        }
-        println!(
-            "{name}/{tensor}: max |got-exp| = {max_abs:.3e} (atol {atol:e}, rtol {rtol:e}, \
-             worst fraction of allowance {worst_ratio:.3})"
-        );
-        assert!(worst_ratio <= 1.0, "{name}/{tensor}: out of tolerance");
-    }
+    assert_all_close(name, &got, &expected, |n| tolerance(&case, n));
 }
 
 #[test]

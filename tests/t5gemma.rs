@@ -1,8 +1,6 @@
 //! Parity of the T5Gemma encoder port against the reference goldens (tests/fixtures, copied from
 //! shared/goldens/t5gemma_encoder): every expected tensor within its case tolerance.
 
-use std::collections::HashMap;
-
 use candle::{DType, Device, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
@@ -12,33 +10,15 @@ use happyhorse::engine::models::t5gemma::{
 };
 
 mod common;
-use common::{case_json, compare, fixture, tolerance};
+use common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
 
 #[test]
 fn public_case_matches_every_expected_tensor() {
     let dir = fixture("t5gemma_encoder");
     let case = case_json(&dir);
-    let exp: HashMap<String, Tensor> =
-        candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let exp = load_tensors(&dir.join("expected.safetensors"));
     let results = run_golden_case(&dir).unwrap();
-    assert_eq!(
-        results.len(),
-        exp.len(),
-        "every expected tensor is produced"
-    );
-    let mut failures = Vec::new();
-    for (name, got) in &results {
-        let (atol, rtol) = tolerance(&case, name);
-        let (max_abs, worst) = compare(got, &exp[name], atol, rtol);
-        eprintln!(
-            "t5gemma_encoder {name}: max abs err {max_abs:.3e} ({:.1}% of tolerance atol {atol} rtol {rtol})",
-            worst * 100.0
-        );
-        if worst > 1.0 {
-            failures.push(name.clone());
-        }
-    }
-    assert!(failures.is_empty(), "out of tolerance: {failures:?}");
+    assert_all_close("t5gemma_encoder", &results, &exp, |n| tolerance(&case, n));
 }
 
 fn golden_encoder() -> (Config, VarBuilder<'static>) {

@@ -2,8 +2,6 @@
 //! shared/goldens): every expected tensor, window outputs included, within the case tolerance.
 //! Plus an ignored CPU benchmark of a 256p 5 s clip at the released widths.
 
-use std::collections::HashMap;
-
 use candle::{DType, Device, Shape, Tensor};
 use candle_core as candle;
 use candle_nn::var_builder::SimpleBackend;
@@ -11,38 +9,15 @@ use candle_nn::{Init, VarBuilder};
 use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, TurboVaed, WindowPlan};
 
 mod common;
-use common::{case_json, compare, fixture};
+use common::{assert_all_close, case_json, fixture, load_tensors, tolerance};
 
 #[test]
 fn turbo_vae_decode_golden() {
     let dir = fixture("turbo_vae_decode");
     let case = case_json(&dir);
-    let tol = &case["tolerance"];
-    let (atol, rtol) = (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap());
-    let exp: HashMap<String, Tensor> =
-        candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let exp = load_tensors(&dir.join("expected.safetensors"));
     let results = run_golden_case(&dir).unwrap();
-    assert_eq!(
-        results.len(),
-        exp.len(),
-        "every expected tensor is produced"
-    );
-    let mut failures = Vec::new();
-    for (name, got) in &results {
-        let (atol, rtol) = match case["tolerance_per_tensor"].get(name) {
-            Some(t) => (t["atol"].as_f64().unwrap(), t["rtol"].as_f64().unwrap()),
-            None => (atol, rtol),
-        };
-        let (max_abs, worst) = compare(got, &exp[name], atol, rtol);
-        eprintln!(
-            "turbo_vae_decode {name}: max abs err {max_abs:.3e} ({:.1}% of tolerance)",
-            worst * 100.0
-        );
-        if worst > 1.0 {
-            failures.push(name.clone());
-        }
-    }
-    assert!(failures.is_empty(), "out of tolerance: {failures:?}");
+    assert_all_close("turbo_vae_decode", &results, &exp, |n| tolerance(&case, n));
 }
 
 #[test]

@@ -2,34 +2,19 @@
 //! shared/goldens): every expected tensor of the decode and encode cases within the case
 //! tolerance.
 
-use std::collections::HashMap;
-
-use candle::{DType, Device, Tensor};
+use candle::{DType, Device};
 use candle_core as candle;
 use happyhorse::engine::models::wan22_vae::run_golden_case;
 
 mod common;
-use common::{case_tolerance, compare, fixture};
+use common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
 
 fn check_case(name: &str) {
     let dir = fixture(name);
-    let (atol, rtol) = case_tolerance(&dir);
-    let exp: HashMap<String, Tensor> =
-        candle::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let exp = load_tensors(&dir.join("expected.safetensors"));
     let got = run_golden_case(&dir).unwrap();
-    assert_eq!(
-        got.len(),
-        exp.len(),
-        "{name}: every expected tensor is produced"
-    );
-    for (tensor, value) in &got {
-        let (max_abs, worst) = compare(value, &exp[tensor], atol, rtol);
-        eprintln!("{name}/{tensor}: max |err| {max_abs:.3e}, worst err/tol {worst:.3}");
-        assert!(
-            worst <= 1.0,
-            "{name}/{tensor}: max |err| {max_abs:.3e} exceeds atol {atol} + rtol {rtol}·|exp|"
-        );
-    }
+    let case = case_json(&dir);
+    assert_all_close(name, &got, &exp, |n| tolerance(&case, n));
 }
 
 #[test]

@@ -192,9 +192,19 @@ pub enum EvalCommand {
         scenes: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Sampler steps (default: the model's own).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// What makes the clips: `model` (the eval), `codec` (the world's clips through the
+        /// codecs: the decoders' ceiling) or `world` (the world's clips: checks the analyzers).
+        #[arg(long, default_value = "model", value_parser = ["model", "codec", "world"])]
+        source: String,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write every judged clip to this folder as MP4, to look at.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
 }
 
@@ -216,6 +226,18 @@ pub enum TrainCommand {
         dit_steps: Option<usize>,
         #[arg(long)]
         batch: Option<usize>,
+        /// DiT learning rate.
+        #[arg(long)]
+        dit_lr: Option<f64>,
+        /// DiT clip lengths in latent frames, as MIN,MAX (4 video frames each).
+        #[arg(long, value_delimiter = ',')]
+        latent_frames: Option<Vec<usize>>,
+        /// Extra DiT loss weight on the latent cells the objects cover.
+        #[arg(long)]
+        dit_object_weight: Option<f32>,
+        /// Extra DiT loss weight on the audio frames of each hit.
+        #[arg(long)]
+        impact_weight: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -434,9 +456,12 @@ pub fn run(cli: Cli) -> CliResult {
                     model_dir,
                     scenes,
                     seed,
+                    steps,
+                    source,
                     json,
+                    dump,
                 },
-        } => tools::eval_nano(model_dir, scenes, seed, json),
+        } => tools::eval_nano(model_dir, scenes, seed, steps, &source, json, dump),
         Command::Train {
             command:
                 TrainCommand::Nano {
@@ -446,6 +471,10 @@ pub fn run(cli: Cli) -> CliResult {
                     codec_steps,
                     dit_steps,
                     batch,
+                    dit_lr,
+                    latent_frames,
+                    dit_object_weight,
+                    impact_weight,
                     stop_after,
                 },
         } => {
@@ -458,6 +487,19 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.codec_steps = codec_steps.unwrap_or(cfg.codec_steps);
             cfg.dit_steps = dit_steps.unwrap_or(cfg.dit_steps);
             cfg.batch = batch.unwrap_or(cfg.batch);
+            cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
+            match latent_frames.as_deref() {
+                None => {}
+                Some(&[lo, hi]) => cfg.latent_frames = (lo, hi),
+                Some(other) => {
+                    return Err(CliError::new(
+                        EXIT_BAD_INPUT,
+                        anyhow::anyhow!("--latent-frames takes MIN,MAX (e.g. 2,5), got {other:?}"),
+                    ))
+                }
+            }
+            cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
+            cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             tools::train_nano(cfg)
         }

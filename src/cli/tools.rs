@@ -211,8 +211,17 @@ pub fn eval_nano(
     model_dir: std::path::PathBuf,
     scenes: usize,
     seed: u64,
+    steps: Option<usize>,
+    source: &str,
     json: Option<std::path::PathBuf>,
+    dump: Option<std::path::PathBuf>,
 ) -> CliResult {
+    use crate::nano::eval::Source;
+    let source = match source {
+        "codec" => Source::Codec,
+        "world" => Source::World,
+        _ => Source::Model,
+    };
     if !model_dir.join("model.safetensors").is_file() {
         return Err(CliError::new(
             super::EXIT_MODEL_MISSING,
@@ -225,6 +234,9 @@ pub fn eval_nano(
     let cfg = crate::nano::eval::EvalConfig {
         scenes_per_split: scenes,
         seed,
+        steps,
+        source,
+        dump,
         ..crate::nano::eval::EvalConfig::new(model_dir)
     };
     let report = crate::nano::eval::run(cfg, &mut |p| {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod golden;
 pub mod hub;
 pub mod models;
+pub mod ops;
 pub mod pipelines;
 pub mod registry;
 pub mod samplers;

@@ -1,9 +1,10 @@
 //! Shared by the parity tests: fixture paths, case tolerances, element-wise comparison.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,4 +50,45 @@ pub fn compare(got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> (f64, f64) {
         worst = worst.max(err / (atol + rtol * e.abs()));
     }
     (max_abs, worst)
+}
+
+/// The tensors of `file` (an `expected.safetensors`), by name.
+pub fn load_tensors(file: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(file, &Device::Cpu).unwrap()
+}
+
+/// Checks every produced tensor against its expected value at the tolerance `tol(name)` gives,
+/// printing each one's error; fails naming every tensor out of tolerance (or not expected),
+/// and when the two sets differ in size.
+pub fn assert_all_close(
+    what: &str,
+    got: &[(String, Tensor)],
+    exp: &HashMap<String, Tensor>,
+    tol: impl Fn(&str) -> (f64, f64),
+) {
+    assert_eq!(
+        got.len(),
+        exp.len(),
+        "{what}: one output per expected tensor"
+    );
+    let mut failures = Vec::new();
+    for (name, g) in got {
+        let Some(e) = exp.get(name) else {
+            failures.push(format!("{name} (not expected)"));
+            continue;
+        };
+        let (atol, rtol) = tol(name);
+        let (max_abs, worst) = compare(g, e, atol, rtol);
+        eprintln!(
+            "{what}/{name}: max abs err {max_abs:.3e} ({:.1}% of tolerance atol {atol} rtol {rtol})",
+            worst * 100.0
+        );
+        if worst > 1.0 {
+            failures.push(name.clone());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{what}: out of tolerance: {failures:?}"
+    );
 }

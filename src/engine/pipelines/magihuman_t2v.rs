@@ -216,8 +216,9 @@ impl LatentShape {
 }
 
 enum VideoDecoder {
-    Turbo(TurboVaed),
-    Wan(Wan22VaeDecoder),
+    // Boxed: large and of different sizes; one is held per pipeline.
+    Turbo(Box<TurboVaed>),
+    Wan(Box<Wan22VaeDecoder>),
 }
 
 /// The loaded model: text encoder, DiT, video and audio codecs.
@@ -402,20 +403,20 @@ impl MagiHumanPipeline {
                     path: cfg_path.to_path_buf(),
                     message: e.to_string(),
                 })?;
-                VideoDecoder::Turbo(
+                VideoDecoder::Turbo(Box::new(
                     TurboVaed::load(&cfg, ckpt, dtype, device)
                         .map_err(load_err("TurboVAED video decoder", ckpt))?,
-                )
+                ))
             }
             _ => {
                 let path = wan_path.ok_or(PipelineError::MissingFile {
                     role: "video-vae",
                     fix: "the manifest must list a video decoder: `video-vae` (Wan2.2_VAE.pth) or `turbo-vae` with `turbo-vae-config`",
                 })?;
-                VideoDecoder::Wan(
+                VideoDecoder::Wan(Box::new(
                     Wan22VaeDecoder::load(&wan_cfg(path)?, path, dtype, device)
                         .map_err(load_err("Wan2.2 video decoder", path))?,
-                )
+                ))
             }
         };
         let image_encoder = match wan_path {

@@ -242,7 +242,71 @@ impl NanoPipeline {
         let lat = &cfg.latent;
         let zv = nano::denormalize(&out.latent_video, &lat.video_mean, &lat.video_std, 1)?;
         let za = nano::denormalize(&out.latent_audio, &lat.audio_mean, &lat.audio_std, 2)?;
-        let frames = self.model.video_decoder.decode(&zv)?; // [4(T-1)+1, 3, H, W]
+        self.decode(&zv, &za, width, height, fps, duration_s)
+    }
+
+    /// Passes a clip through the codecs alone, encoder then decoder, with no DiT: the best
+    /// picture and sound the decoders can give (`happyhorse eval nano --source codec`).
+    /// `frames_rgb` is `[n, height, width, 3]` at the model's native rate, `audio` mono at its
+    /// sample rate; both are cut or padded (last frame held, silence) to whole latent frames.
+    pub fn reconstruct(
+        &self,
+        frames_rgb: &[u8],
+        width: u32,
+        height: u32,
+        audio: &[f32],
+        fps: u32,
+        duration_s: f32,
+    ) -> Result<NanoClip, NanoError> {
+        let cfg = &self.model.cfg;
+        let (w, h) = (width as usize, height as usize);
+        let stride = VideoCodecConfig::SPATIAL_STRIDE;
+        let frame_len = w * h * 3;
+        if w == 0 || h == 0 || w % stride != 0 || h % stride != 0 || frames_rgb.len() < frame_len {
+            return Err(NanoError::BadSize {
+                width,
+                height,
+                stride,
+            });
+        }
+        if fps == 0 || !(duration_s > 0.0 && duration_s <= 60.0) {
+            return Err(NanoError::BadTiming { fps, duration_s });
+        }
+        let n_native = ((duration_s * cfg.native_fps as f32).round() as usize).max(1);
+        let n = NanoConfig::pixel_frames(NanoConfig::latent_frames(n_native));
+        let have = frames_rgb.len() / frame_len;
+        let mut rgb = Vec::with_capacity(n * frame_len);
+        for i in 0..n {
+            let j = i.min(have - 1);
+            rgb.extend_from_slice(&frames_rgb[j * frame_len..(j + 1) * frame_len]);
+        }
+        let x = Tensor::from_vec(rgb, (n, h, w, 3), &self.device)?
+            .permute((0, 3, 1, 2))?
+            .to_dtype(DType::F32)?
+            .affine(1.0 / 127.5, -1.0)?;
+        let hop = (cfg.sample_rate / cfg.native_fps.max(1)) as usize;
+        let mut samples = audio.to_vec();
+        samples.resize(n * hop, 0.0);
+        let a = Tensor::from_vec(samples, n * hop, &self.device)?;
+        let zv = self.model.video_encoder.encode(&x)?;
+        let za = self.model.audio_encoder.encode(&a)?;
+        self.decode(&zv, &za, width, height, fps, duration_s)
+    }
+
+    /// Codec latents (not normalised) → frames at `fps` and samples, cut to `duration_s`.
+    fn decode(
+        &self,
+        zv: &Tensor,
+        za: &Tensor,
+        width: u32,
+        height: u32,
+        fps: u32,
+        duration_s: f32,
+    ) -> Result<NanoClip, NanoError> {
+        let cfg = &self.model.cfg;
+        let native = cfg.native_fps;
+        let n_native = ((duration_s * native as f32).round() as usize).max(1);
+        let frames = self.model.video_decoder.decode(zv)?; // [4(T-1)+1, 3, H, W]
         let frames = ((frames.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
             .round()?
             .permute((0, 2, 3, 1))?
@@ -262,7 +326,7 @@ impl NanoPipeline {
             .to_vec1::<u8>()?;
 
         let n_samples = (duration_s * cfg.sample_rate as f32).round() as usize;
-        let audio = self.model.audio_decoder.decode(&za)?.clamp(-1.0, 1.0)?;
+        let audio = self.model.audio_decoder.decode(za)?.clamp(-1.0, 1.0)?;
         let audio = audio
             .narrow(0, 0, n_samples.min(audio.dim(0)?))?
             .to_device(&Device::Cpu)?

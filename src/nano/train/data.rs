@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 
 use candle_core as candle;
 
-use crate::engine::models::nano::{NanoConfig, NanoTokenizer};
+use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
-    caption, render_audio, render_video, sample_heldout, sample_train, SplitMix64,
+    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train, ClipTruth,
+    SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -20,6 +21,56 @@ pub struct Clip {
     pub frames_rgb: Vec<u8>,
     pub audio: Vec<f32>,
     pub caption: String,
+    /// `[n, h, w]`: 1 on the pixels of every object's bounding box (grown by one pixel),
+    /// 0 elsewhere. The losses weigh these up: the subjects are a few percent of the frame.
+    pub object_mask: Vec<f32>,
+    /// Per audio latent frame (one per video frame): 1 where a sounding contact falls.
+    pub impact_frames: Vec<f32>,
+}
+
+impl Clip {
+    /// The object mask pooled to the video latent grid `[T, h/8, w/8]` (max over each 8x8
+    /// cell and each latent frame's group of 4 frames, the first frame alone), as the codec
+    /// lays its latents out.
+    pub fn latent_object_mask(&self) -> (Vec<f32>, [usize; 3]) {
+        let (g, s) = (
+            VideoCodecConfig::TEMPORAL_STRIDE,
+            VideoCodecConfig::SPATIAL_STRIDE,
+        );
+        let t = NanoConfig::latent_frames(self.n_frames);
+        let (h, w) = (self.height / s, self.width / s);
+        let mut out = vec![0f32; t * h * w];
+        for f in 0..self.n_frames {
+            let lt = if f == 0 { 0 } else { (f - 1) / g + 1 };
+            let frame =
+                &self.object_mask[f * self.height * self.width..][..self.height * self.width];
+            for (i, &m) in frame.iter().enumerate() {
+                if m > 0.0 {
+                    let (y, x) = (i / self.width / s, i % self.width / s);
+                    out[(lt * h + y) * w + x] = 1.0;
+                }
+            }
+        }
+        (out, [t, h, w])
+    }
+}
+
+/// Bounding boxes of the objects of `truth` as a `[n, h, w]` 0/1 mask.
+fn object_mask(truth: &ClipTruth, n: usize, w: usize, h: usize) -> Vec<f32> {
+    let mut mask = vec![0f32; n * w * h];
+    for (f, frame) in truth.frames.iter().take(n).enumerate() {
+        for o in &frame.objects {
+            let b = o.bbox;
+            let x0 = (b.x0 - 1.0).floor().max(0.0) as usize;
+            let y0 = (b.y0 - 1.0).floor().max(0.0) as usize;
+            let x1 = ((b.x1 + 1.0).ceil().max(0.0) as usize).min(w);
+            let y1 = ((b.y1 + 1.0).ceil().max(0.0) as usize).min(h);
+            for y in y0..y1 {
+                mask[(f * h + y) * w + x0..(f * h + y) * w + x1.max(x0)].fill(1.0);
+            }
+        }
+    }
+    mask
 }
 
 fn mix64(x: u64) -> u64 {
@@ -59,7 +110,18 @@ impl ClipSampler {
         let hop = (self.sample_rate / self.fps) as usize;
         let mut audio = render_audio(&scene, self.sample_rate, duration);
         audio.resize(n * hop, 0.0);
+        let truth = ground_truth(&scene, w as usize, h as usize, self.fps as f32, duration);
+        let mut impact_frames = vec![0f32; n];
+        if !scene.silent {
+            for i in &truth.impacts {
+                if let Some(f) = impact_frames.get_mut((i.time_s * self.fps as f32) as usize) {
+                    *f = 1.0;
+                }
+            }
+        }
         Clip {
+            object_mask: object_mask(&truth, n, w as usize, h as usize),
+            impact_frames,
             width: w as usize,
             height: h as usize,
             n_frames: frames_rgb.len() / (3 * w as usize * h as usize).max(1),
@@ -83,4 +145,44 @@ pub fn build_tokenizer(scenes: u64) -> candle::Result<NanoTokenizer> {
         }
     }
     NanoTokenizer::from_words(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_masks_cover_the_objects_and_pool_to_the_latent_grid() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let sampler = ClipSampler::new(&cfg, vec![(48, 32)], (3, 3));
+        let clip = sampler.clip(1, 2, 3);
+        let (w, h, n) = (clip.width, clip.height, clip.n_frames);
+        assert_eq!(n, 9);
+        assert_eq!(clip.object_mask.len(), n * w * h);
+        assert_eq!(clip.impact_frames.len(), n);
+        // Some of the frame, not all of it.
+        let covered = clip.object_mask.iter().filter(|&&m| m > 0.0).count();
+        assert!(
+            covered > 0 && covered < n * w * h / 2,
+            "{covered} of {}",
+            n * w * h
+        );
+        let (lat, [t, lh, lw]) = clip.latent_object_mask();
+        assert_eq!([t, lh, lw], [3, h / 8, w / 8]);
+        for f in 0..n {
+            let lt = if f == 0 { 0 } else { (f - 1) / 4 + 1 };
+            for y in 0..h {
+                for x in 0..w {
+                    if clip.object_mask[(f * h + y) * w + x] > 0.0 {
+                        assert_eq!(
+                            lat[(lt * lh + y / 8) * lw + x / 8],
+                            1.0,
+                            "frame {f} ({x}, {y})"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(lat.contains(&0.0), "the background stays unweighted");
+    }
 }

@@ -2,13 +2,15 @@
 //!
 //! Two stages on clips drawn from [`crate::nano::world`] (training split only; the held-out
 //! colour × shape × background triples are never seen):
-//! 1. the codecs, as autoencoders: video MSE, audio MSE plus a log-spectrum L1 (the world's
+//! 1. the codecs, as autoencoders: video MSE weighted up on the objects' bounding boxes (the
+//!    world's ground truth), audio MSE plus a log-spectrum L1 (the world's
 //!    rain and wind are noise, which a waveform loss alone would average to silence). A little
 //!    latent noise and an L2 pull keep the latents smooth and bounded for the DiT;
 //! 2. the DiT and the text encoder, by flow matching on the frozen codecs' normalised latents:
 //!    `x_t = (1-σ) x0 + σ ε`, target `v = ε - x0` (what `FlowUniPcScheduler` integrates), σ
 //!    drawn uniformly and then shifted like the sampler's schedule. One caption in ten is
-//!    dropped to the empty prompt, which CFG uses as its negative.
+//!    dropped to the empty prompt, which CFG uses as its negative. The loss is weighted up on
+//!    the latent cells the objects cover and on the audio frames where a hit sounds.
 //!
 //! Everything random derives from `TrainConfig::seed` and the step index, and the checkpoint
 //! holds the optimizer moments, so a resumed run continues the run it interrupts.
@@ -76,16 +78,28 @@ pub struct TrainConfig {
     pub caption_dropout: f64,
     /// σ shift of the training distribution (the sampler's `shift`).
     pub sigma_shift: f64,
+    /// Extra loss weight on the objects' pixels in the codec stage: the subjects cover a few
+    /// percent of the frame, and a plain mean spends the codec on background texture. Weight
+    /// is `1 + codec_object_weight` there, normalised to mean 1.
+    pub codec_object_weight: f32,
+    /// The same on the latent cells the objects cover, in the DiT stage.
+    pub dit_object_weight: f32,
+    /// Extra DiT loss weight on audio latent frames holding a contact's hit.
+    pub impact_weight: f32,
     /// End this session after this many steps (checkpointed; rerun to resume).
     pub stop_after: Option<usize>,
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights, sized for about 3 h on a busy
-    /// 2-core CPU (see `models/nano/TRAINING_LOG.txt` for measured step times):
-    /// - codecs: 600 steps of 2 clips of 0.6-1.1 s (measured ~1.1 s/step, ~11 min);
-    /// - DiT: 3600 steps of 2 clips of 0.6-2.1 s (measured ~2.0 s/step, ~2 h), which leaves
-    ///   ~30% headroom for a machine shared with other work.
+    /// The recipe behind the committed `models/nano/` weights, about 1 h on the 2-core CPU
+    /// (measured step times in `models/nano/TRAINING_LOG.txt`):
+    /// - codecs: 1200 steps of 2 clips of 5-9 frames (~0.7 s/step, 14 min);
+    /// - DiT: 3600 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
+    ///   default clip is 9), ~0.6 s/step, about 40 min.
+    ///
+    /// The codec stage weighs the objects' pixels up 9x, the DiT their latent cells 5x and the
+    /// audio frames of each hit 5x: without that, the few percent of the frame that the prompt
+    /// is about drown in background texture.
     ///
     /// One frame size, 96x56 (16:9 at stride 8): the clips the product generates by default,
     /// so the little compute there is goes to the layout that is asked for most.
@@ -94,13 +108,13 @@ impl TrainConfig {
             out_dir,
             seed: 5,
             tiny: false,
-            codec_steps: 600,
+            codec_steps: 1200,
             dit_steps: 3600,
             batch: 2,
             codec_lr: 2e-3,
             dit_lr: 6e-4,
             warmup_steps: 50,
-            latent_frames: (2, 5),
+            latent_frames: (2, 6),
             codec_latent_frames: (2, 3),
             sizes: vec![(96, 56)],
             data_cycle: None,
@@ -108,6 +122,9 @@ impl TrainConfig {
             vocab_scenes: 4000,
             caption_dropout: 0.1,
             sigma_shift: 3.0,
+            codec_object_weight: 8.0,
+            dit_object_weight: 4.0,
+            impact_weight: 4.0,
             stop_after: None,
         }
     }
@@ -327,11 +344,17 @@ impl Run<'_> {
         self.cfg.out_dir.join(CHECKPOINT_DIR).join(file)
     }
 
-    fn clips(&self, stage: Stage, step: usize) -> Vec<Clip> {
-        let step = match self.cfg.data_cycle {
+    /// The step whose data (clips, σ, noise) step `step` uses: itself, or with `data_cycle`
+    /// the same few batches over and over, so a smoke run's loss must fall.
+    fn data_step(&self, step: usize) -> usize {
+        match self.cfg.data_cycle {
             Some(c) => step % c.max(1),
             None => step,
-        };
+        }
+    }
+
+    fn clips(&self, stage: Stage, step: usize) -> Vec<Clip> {
+        let step = self.data_step(step);
         let tag = match stage {
             Stage::Codec => 1u64,
             Stage::Dit => 2u64,
@@ -380,7 +403,8 @@ impl Run<'_> {
 
     fn codec_step(&self, step: usize, basis: &(Tensor, Tensor)) -> candle::Result<[Tensor; 2]> {
         let m = &self.model;
-        let mut noise = SeededNoise::new(self.cfg.seed ^ 0xC0DE_C000 ^ (step as u64) << 20);
+        let mut noise =
+            SeededNoise::new(self.cfg.seed ^ 0xC0DE_C000 ^ (self.data_step(step) as u64) << 20);
         let mut lv = Vec::new();
         let mut la = Vec::new();
         for clip in self.clips(Stage::Codec, step) {
@@ -388,7 +412,13 @@ impl Run<'_> {
             let z = m.video_encoder.encode(&x)?;
             let zn = (&z + (noise_like(&mut noise, &z)? * 0.05)?)?;
             let y = m.video_decoder.decode(&zn)?;
-            let rec = (y - &x)?.sqr()?.mean_all()?;
+            let wv = weights(
+                &clip.object_mask,
+                (clip.n_frames, 1, clip.height, clip.width),
+                self.cfg.codec_object_weight,
+                &self.dev,
+            )?;
+            let rec = weighted_mse(&y, &x, &wv)?;
             lv.push((rec + (z.sqr()?.mean_all()? * 1e-3)?)?);
 
             let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
@@ -414,7 +444,8 @@ impl Run<'_> {
         let lat = self.state.latent.clone().ok_or_else(|| {
             candle::Error::Msg("nano train: DiT stage without latent statistics".into())
         })?;
-        let mut noise = SeededNoise::new(self.cfg.seed ^ 0xD17D_17D0 ^ (step as u64) << 20);
+        let mut noise =
+            SeededNoise::new(self.cfg.seed ^ 0xD17D_17D0 ^ (self.data_step(step) as u64) << 20);
         let mut lv = Vec::new();
         let mut la = Vec::new();
         for clip in self.clips(Stage::Dit, step) {
@@ -447,8 +478,19 @@ impl Run<'_> {
             let xv = ((&zv * (1.0 - sigma))? + (&ev * sigma)?)?;
             let xa = ((&za * (1.0 - sigma))? + (&ea * sigma)?)?;
             let (pv, pa) = m.dit.velocity(&xv, &xa, &txt, ids.len())?;
-            lv.push((pv - (ev - zv)?)?.sqr()?.mean_all()?);
-            la.push((pa - (ea - za)?)?.sqr()?.mean_all()?);
+            let (mask, [t, h, w]) = clip.latent_object_mask();
+            let wv = weights(
+                &mask,
+                (1, 1, t, h, w),
+                self.cfg.dit_object_weight,
+                &self.dev,
+            )?;
+            let n_audio = za.dim(1)?;
+            let mut impacts = clip.impact_frames.clone();
+            impacts.resize(n_audio, 0.0);
+            let wa = weights(&impacts, (1, n_audio, 1), self.cfg.impact_weight, &self.dev)?;
+            lv.push(weighted_mse(&pv, &(ev - zv)?, &wv)?);
+            la.push(weighted_mse(&pa, &(ea - za)?, &wa)?);
         }
         let n = self.cfg.batch as f64;
         Ok([
@@ -484,6 +526,23 @@ impl Run<'_> {
             audio_std,
         })
     }
+}
+
+/// `1 + extra * mask`, scaled to mean 1 so the loss keeps its scale, shaped to broadcast.
+fn weights<S: Into<candle::Shape>>(
+    mask: &[f32],
+    shape: S,
+    extra: f32,
+    dev: &Device,
+) -> candle::Result<Tensor> {
+    let mean = 1.0 + extra * mask.iter().sum::<f32>() / mask.len().max(1) as f32;
+    let w: Vec<f32> = mask.iter().map(|m| (1.0 + extra * m) / mean).collect();
+    Tensor::from_vec(w, shape, dev)
+}
+
+/// Mean of `w * (pred - target)^2`, `w` broadcast over the rest.
+fn weighted_mse(pred: &Tensor, target: &Tensor, w: &Tensor) -> candle::Result<Tensor> {
+    (pred - target)?.sqr()?.broadcast_mul(w)?.mean_all()
 }
 
 fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Result<Tensor> {

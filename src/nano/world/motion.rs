@@ -137,7 +137,7 @@ impl Trajectory {
 
         if index == 1 {
             // The companion sits on the side of the frame the primary starts away from.
-            let primary_x = self.start_x(drift);
+            let primary_x = self.start_x(drift, aspect);
             let (lo, hi) = if primary_x < 0.5 {
                 (0.62, 0.82)
             } else {
@@ -147,7 +147,7 @@ impl Trajectory {
             return Some((x0 - cam, ground));
         }
 
-        let x0 = self.start_x(drift);
+        let x0 = self.start_x(drift, aspect);
         Some(match scene.motion {
             Motion::Bounce | Motion::Fall | Motion::Still => (x0 - cam, ground - self.lift(t)),
             Motion::SlideLeft | Motion::SlideRight => {
@@ -173,11 +173,15 @@ impl Trajectory {
 
     /// World x where the primary object starts, chosen so its whole on-screen path (own
     /// motion plus camera drift) stays inside the frame.
-    fn start_x(&self, drift: f32) -> f32 {
+    /// The margins are a fifth of the width, or the object's half width where that is more
+    /// (large objects in 9:16).
+    fn start_x(&self, drift: f32, aspect: f32) -> f32 {
         let place = self.scene.physics.place;
+        let half_w = self.scene.object.size.half_extent() * aspect.min(1.0) / aspect.max(1e-3);
+        let margin = (half_w + 0.01).max(0.2);
         match self.scene.motion {
             Motion::Orbit => fit(0.45, 0.55, drift, place),
-            _ => fit(0.2, 0.8, drift + self.slide_delta(), place),
+            _ => fit(margin, 1.0 - margin, drift + self.slide_delta(), place),
         }
     }
 }

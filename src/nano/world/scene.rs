@@ -70,9 +70,9 @@ impl Size {
     /// round and equally large in 16:9, 9:16 and 1:1.
     pub fn half_extent(self) -> f32 {
         match self {
-            Size::Small => 0.09,
-            Size::Medium => 0.13,
-            Size::Large => 0.18,
+            Size::Small => 0.11,
+            Size::Medium => 0.17,
+            Size::Large => 0.23,
         }
     }
 }

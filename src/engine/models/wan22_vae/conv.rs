@@ -3,14 +3,15 @@
 //! Port of `CausalConv3d` and the `feat_cache` bookkeeping in
 //! `inference/model/vae2_2/vae2_2_module.py` of GAIR-NLP/daVinci-MagiHuman at commit 209209b.
 //!
-//! Layout: every activation in this port is frame-major, `[B, T, C, H, W]`. candle has no
-//! conv3d, and frame-major lets a temporal tap be a plain `narrow` of the frame axis that folds
-//! into the conv2d batch for free, and lets the per-frame 2D layers (attention, resampling) run
-//! on `[B*T, C, H, W]` without transposing.
+//! Layout: every activation in this port is frame-major, `[B, T, C, H, W]`: the convolution
+//! ([`TapConv`]) stacks the frames each output reads on channels, and the per-frame 2D layers
+//! (attention, resampling) run on `[B*T, C, H, W]` without transposing.
 
 use candle::{Module, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
+
+use crate::engine::ops::TapConv;
 
 /// The per-call state of the reference's `feat_cache` list. Layers take slots in a fixed order
 /// on every chunk, so slot `i` always belongs to the same layer.
@@ -41,14 +42,12 @@ impl FeatCache {
     }
 }
 
-/// `nn.Conv3d` with a causal time axis, run as one conv2d per temporal tap over frames batched
-/// along the batch axis.
+/// `nn.Conv3d` with a causal time axis. The arithmetic is [`TapConv`] (time taps stacked on
+/// channels, one GEMM per spatial tap), shared with TurboVAED; this type says which frames
+/// each output reads and keeps the streaming cache.
 #[derive(Debug, Clone)]
 pub struct CausalConv3d {
-    /// One `[out, in, kH, kW]` kernel per temporal tap, oldest frame first.
-    taps: Vec<Tensor>,
-    bias: Tensor,
-    pad: usize,
+    conv: TapConv,
     stride_t: usize,
 }
 
@@ -63,34 +62,15 @@ impl CausalConv3d {
     ) -> Result<Self> {
         let (kt, kh, kw) = kernel;
         let w = vb.get((out_c, in_c, kt, kh, kw), "weight")?;
-        let bias = vb.get(out_c, "bias")?.reshape((1, out_c, 1, 1))?;
-        let taps = (0..kt)
-            .map(|k| w.narrow(2, k, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<Vec<_>>>()?;
+        let bias = vb.get(out_c, "bias")?;
         Ok(Self {
-            taps,
-            bias,
-            pad: kh / 2,
-            stride_t,
+            conv: TapConv::from_weights(w, bias)?,
+            stride_t: stride_t.max(1),
         })
     }
 
     pub fn kt(&self) -> usize {
-        self.taps.len()
-    }
-
-    /// Tap `k` applied to every frame of `frames` `[B, N, C, H, W]`, without the bias.
-    fn tap(&self, frames: &Tensor, k: usize) -> Result<Tensor> {
-        let (b, n, c, h, w) = frames.dims5()?;
-        let y = frames.contiguous()?.reshape((b * n, c, h, w))?.conv2d(
-            &self.taps[k],
-            self.pad,
-            1,
-            1,
-            1,
-        )?;
-        let (_, o, ho, wo) = y.dims4()?;
-        y.reshape((b, n, o, ho, wo))
+        self.conv.kt()
     }
 
     /// Convolution over `x` `[B, T, C, H, W]` without temporal padding.
@@ -103,43 +83,16 @@ impl CausalConv3d {
                 x.dims()
             )
         }
-        let t_out = (t - kt) / self.stride_t + 1;
-        let mut acc: Option<Tensor> = None;
-        for k in 0..kt {
-            let frames = if self.stride_t == 1 {
-                x.narrow(1, k, t_out)?
-            } else {
-                let ids: Vec<u32> = (0..t_out).map(|i| (k + i * self.stride_t) as u32).collect();
-                x.index_select(&Tensor::new(ids, x.device())?, 1)?
-            };
-            let y = self.tap(&frames, k)?;
-            acc = Some(match acc {
-                None => y,
-                Some(a) => (a + y)?,
-            });
-        }
-        let Some(y) = acc else {
-            candle::bail!("causal conv without taps")
-        };
-        y.broadcast_add(&self.bias.unsqueeze(0)?)
+        let s = self.stride_t;
+        self.conv
+            .forward_frames(x, (t - kt) / s + 1, |i, k| Some(k + i * s))
     }
 
-    /// `forward_valid` of `x` behind `kT-1` zero frames, skipping the taps that would only
-    /// see those zeros: two thirds of the work of a one-frame first chunk.
+    /// `forward_valid` of `x` behind `kT-1` zero frames.
     fn forward_zero_front(&self, x: &Tensor) -> Result<Tensor> {
-        let t = x.dim(1)?;
         let newest = self.kt() - 1;
-        let mut acc = self.tap(x, newest)?;
-        for k in 0..newest {
-            let skip = newest - k;
-            if skip >= t {
-                continue;
-            }
-            let y = self.tap(&x.narrow(1, 0, t - skip)?, k)?;
-            let tail = (acc.narrow(1, skip, t - skip)? + y)?;
-            acc = Tensor::cat(&[&acc.narrow(1, 0, skip)?, &tail], 1)?;
-        }
-        acc.broadcast_add(&self.bias.unsqueeze(0)?)
+        self.conv
+            .forward_frames(x, x.dim(1)?, |i, k| (i + k).checked_sub(newest))
     }
 
     /// Streaming causal convolution: the slot holds the last `kT-1` input frames of the
@@ -181,13 +134,17 @@ impl Module for CausalConv3d {
     }
 }
 
-/// `nn.Conv2d` applied to every frame of `[B, T, C, H, W]`.
+/// `nn.Conv2d` applied to every frame of `[B, T, C, H, W]`: through [`TapConv`] where the
+/// padding keeps the size (stride 1, pad `k/2`), through candle's conv2d otherwise.
 #[derive(Debug, Clone)]
-pub struct FrameConv2d {
-    weight: Tensor,
-    bias: Tensor,
-    pad: usize,
-    stride: usize,
+pub enum FrameConv2d {
+    Same(TapConv),
+    Strided {
+        weight: Tensor,
+        bias: Tensor,
+        pad: usize,
+        stride: usize,
+    },
 }
 
 impl FrameConv2d {
@@ -199,9 +156,14 @@ impl FrameConv2d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((out_c, in_c, k, k), "weight")?,
-            bias: vb.get(out_c, "bias")?.reshape((1, out_c, 1, 1))?,
+        let weight = vb.get((out_c, in_c, k, k), "weight")?;
+        let bias = vb.get(out_c, "bias")?;
+        if stride == 1 && k % 2 == 1 && pad == k / 2 {
+            return Ok(Self::Same(TapConv::from_conv2d(weight, bias)?));
+        }
+        Ok(Self::Strided {
+            weight,
+            bias: bias.reshape((1, out_c, 1, 1))?,
             pad,
             stride,
         })
@@ -209,8 +171,15 @@ impl FrameConv2d {
 
     /// On `[N, C, H, W]`.
     pub fn forward_2d(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?
-            .broadcast_add(&self.bias)
+        match self {
+            Self::Same(conv) => conv.conv_stacked(x),
+            Self::Strided {
+                weight,
+                bias,
+                pad,
+                stride,
+            } => x.conv2d(weight, *pad, *stride, 1, 1)?.broadcast_add(bias),
+        }
     }
 }
 
