@@ -267,11 +267,22 @@ pub fn analyze_video(
     if (best_count as f64) < min_count || best >= Color::ALL.len() {
         return Ok(out);
     }
-    out.color = Some(Color::ALL[best]);
-    out.track = labelled
+    let track: Vec<Option<Detection>> = labelled
         .iter()
         .map(|l| detect(l, best as u8, w, h))
         .collect();
+    // An object is one blob of its colour, in most frames: pixels of that colour scattered
+    // over a texture are not an object, however many there are.
+    let min_blob = ((w * h) as f64 * 0.003).ceil() as usize;
+    let whole = track
+        .iter()
+        .filter(|d| d.as_ref().is_some_and(|d| d.pixels >= min_blob))
+        .count();
+    if 2 * whole < frames.len() {
+        return Ok(out);
+    }
+    out.color = Some(Color::ALL[best]);
+    out.track = track;
     out.shape = classify_shape(&out.track, w, h);
     out.motion = classify_motion(&out.track, w, h);
     if matches!(out.motion, Some(Motion::Bounce | Motion::Fall)) {
