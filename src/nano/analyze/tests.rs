@@ -181,3 +181,29 @@ fn bad_input_is_an_error_not_a_panic() {
     ));
     assert!(detect_onsets(&[0.5; 10], SR).is_empty());
 }
+
+/// Pixels of an object colour scattered over the frame (3% of it, never two side by side) are
+/// not an object: no colour, however many there are. The same pixels gathered into one square
+/// are.
+#[test]
+fn scattered_colour_is_not_an_object() {
+    use crate::nano::world::{Background, Color, Frame};
+    let (w, h) = (96usize, 56usize);
+    let bg = Background::Studio.palette()[0];
+    let red = Color::Red.rgb();
+    let frame = |paint: &dyn Fn(usize, usize) -> bool| Frame {
+        width: w,
+        height: h,
+        rgb: (0..w * h)
+            .flat_map(|i| if paint(i % w, i / w) { red } else { bg })
+            .collect(),
+    };
+    let scattered = frame(&|x, y| x % 6 == 0 && y % 6 == 0);
+    let frames = vec![scattered; 24];
+    let a = analyze_video(&frames, 24.0, Some(Background::Studio)).unwrap();
+    assert_eq!(a.color, None);
+    let square = frame(&|x, y| (40..52).contains(&x) && (30..42).contains(&y));
+    let frames = vec![square; 24];
+    let a = analyze_video(&frames, 24.0, Some(Background::Studio)).unwrap();
+    assert_eq!(a.color, Some(Color::Red));
+}
