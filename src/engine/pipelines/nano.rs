@@ -169,21 +169,8 @@ impl NanoPipeline {
         audio_weight: f32,
         on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<NanoClip, NanoError> {
+        check_request(width, height, fps, duration_s)?;
         let stride = VideoCodecConfig::SPATIAL_STRIDE;
-        if width == 0
-            || height == 0
-            || width as usize % stride != 0
-            || height as usize % stride != 0
-        {
-            return Err(NanoError::BadSize {
-                width,
-                height,
-                stride,
-            });
-        }
-        if fps == 0 || !(duration_s > 0.0 && duration_s <= 60.0) {
-            return Err(NanoError::BadTiming { fps, duration_s });
-        }
         let cfg = &self.model.cfg;
         let native = cfg.native_fps;
         let n_native = ((duration_s * native as f32).round() as usize).max(1);
@@ -260,17 +247,13 @@ impl NanoPipeline {
     ) -> Result<NanoClip, NanoError> {
         let cfg = &self.model.cfg;
         let (w, h) = (width as usize, height as usize);
-        let stride = VideoCodecConfig::SPATIAL_STRIDE;
+        check_request(width, height, fps, duration_s)?;
         let frame_len = w * h * 3;
-        if w == 0 || h == 0 || w % stride != 0 || h % stride != 0 || frames_rgb.len() < frame_len {
-            return Err(NanoError::BadSize {
-                width,
-                height,
-                stride,
-            });
-        }
-        if fps == 0 || !(duration_s > 0.0 && duration_s <= 60.0) {
-            return Err(NanoError::BadTiming { fps, duration_s });
+        if frames_rgb.len() < frame_len {
+            return Err(NanoError::Candle(candle::Error::Msg(format!(
+                "nano reconstruct: {} bytes hold no {width}x{height} RGB frame",
+                frames_rgb.len()
+            ))));
         }
         let n_native = ((duration_s * cfg.native_fps as f32).round() as usize).max(1);
         let n = NanoConfig::pixel_frames(NanoConfig::latent_frames(n_native));
@@ -341,6 +324,22 @@ impl NanoPipeline {
             audio,
         })
     }
+}
+
+/// Sizes the codecs can stride (multiples of 8) and a positive rate and duration up to 60 s.
+fn check_request(width: u32, height: u32, fps: u32, duration_s: f32) -> Result<(), NanoError> {
+    let stride = VideoCodecConfig::SPATIAL_STRIDE;
+    if width == 0 || height == 0 || width as usize % stride != 0 || height as usize % stride != 0 {
+        return Err(NanoError::BadSize {
+            width,
+            height,
+            stride,
+        });
+    }
+    if fps == 0 || !(duration_s > 0.0 && duration_s <= 60.0) {
+        return Err(NanoError::BadTiming { fps, duration_s });
+    }
+    Ok(())
 }
 
 /// The DiT behind a CFG schedule. With `cfg_number == 2` the sampler asks for the
