@@ -283,7 +283,7 @@ impl TransformerLayer {
         let o = attention(&q, &k, &v, bias.as_ref())?; // [Hq, L, D]
         let mut o = o.transpose(0, 1)?.to_dtype(DType::F32)?; // [L, Hq, D]
         if self.gating {
-            let g = qkvg.narrow(1, (hq + 2 * hkv) * d, hq)?;
+            let g = qkvg.narrow(1, (hq + 2 * hkv) * d, hq)?.contiguous()?;
             o = o.broadcast_mul(&candle_nn::ops::sigmoid(&g)?.unsqueeze(2)?)?;
         }
         let o = o.reshape((l, hq * d))?.to_dtype(wd)?;
@@ -522,7 +522,10 @@ impl MagiHuman {
             .iter()
             .zip(embedders)
             .filter(|((_, n), _)| *n > 0)
-            .map(|(&(s, n), (emb, c))| emb.forward(&packed.x.narrow(0, s, n)?.narrow(1, 0, c)?))
+            // Contiguous: the GPU matmul takes no row stride wider than the row.
+            .map(|(&(s, n), (emb, c))| {
+                emb.forward(&packed.x.narrow(0, s, n)?.narrow(1, 0, c)?.contiguous()?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&parts, 0)
     }
