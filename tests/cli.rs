@@ -249,3 +249,32 @@ fn default_model_writes_a_real_clip_and_resumes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("model `nano` cannot use a negative prompt"));
 }
+
+#[test]
+fn gpu_flags_on_a_cpu_build_say_how_to_get_one() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = happyhorse(
+        &[
+            "train",
+            "nano",
+            "--smoke",
+            "--gpu",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("--features cuda"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!out_dir.exists(), "nothing trained, nothing written");
+}

@@ -12,7 +12,8 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = TrainConfig::smoke(dir.path().to_path_buf());
     let mut losses: Vec<(Stage, f32)> = Vec::new();
-    let summary = run(cfg, &mut |p| losses.push((p.stage, p.loss))).expect("training runs");
+    let summary =
+        run(cfg, &Device::Cpu, &mut |p| losses.push((p.stage, p.loss))).expect("training runs");
     for stage in [Stage::Codec, Stage::Dit] {
         let l: Vec<f32> = losses
             .iter()
@@ -58,16 +59,16 @@ fn resuming_continues_the_same_run() {
     full.checkpoint_every = 100;
     full.data_cycle = None;
     let mut l_full = Vec::new();
-    run(full.clone(), &mut |p| l_full.push(p.loss)).expect("full run");
+    run(full.clone(), &Device::Cpu, &mut |p| l_full.push(p.loss)).expect("full run");
 
     // Interrupted after one DiT step, then resumed from its checkpoint.
     let mut part = full.clone();
     part.out_dir = b.path().to_path_buf();
     part.stop_after = Some(4);
     let mut l_resumed = Vec::new();
-    run(part.clone(), &mut |p| l_resumed.push(p.loss)).expect("first session");
+    run(part.clone(), &Device::Cpu, &mut |p| l_resumed.push(p.loss)).expect("first session");
     part.stop_after = None;
-    run(part, &mut |p| l_resumed.push(p.loss)).expect("second session");
+    run(part, &Device::Cpu, &mut |p| l_resumed.push(p.loss)).expect("second session");
     assert_eq!(l_full.len(), l_resumed.len(), "{l_full:?} vs {l_resumed:?}");
     for (x, y) in l_full.iter().zip(&l_resumed) {
         assert!(

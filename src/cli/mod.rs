@@ -241,6 +241,11 @@ pub enum TrainCommand {
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Train on the first GPU (needs a build with --features cuda or metal). Same recipe,
+        /// same data; the floating-point sums differ, so the weights match a CPU run's in
+        /// quality, not bit for bit.
+        #[arg(long)]
+        gpu: bool,
     },
 }
 
@@ -476,6 +481,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_object_weight,
                     impact_weight,
                     stop_after,
+                    gpu,
                 },
         } => {
             let mut cfg = if smoke {
@@ -501,7 +507,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.stop_after = stop_after.or(cfg.stop_after);
-            tools::train_nano(cfg)
+            tools::train_nano(cfg, gpu)
         }
     }
 }

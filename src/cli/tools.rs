@@ -90,17 +90,19 @@ pub fn debug_case(dir: &Path, out: &Path) -> CliResult {
     Ok(())
 }
 
-pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) -> CliResult {
-    let dev = if gpu {
-        Device::cuda_if_available(0).map_err(CliError::runtime)?
-    } else {
-        Device::Cpu
-    };
-    if gpu && dev.is_cpu() {
+/// The first CUDA GPU, or a message saying how to get a build that has one.
+fn gpu_device() -> Result<Device, CliError> {
+    let dev = Device::cuda_if_available(0).map_err(CliError::runtime)?;
+    if dev.is_cpu() {
         return Err(CliError::bad_input(
-            "--gpu needs a build with CUDA: cargo build --release --features cuda",
+            "--gpu needs a build with CUDA and a visible GPU: cargo build --release --features cuda",
         ));
     }
+    Ok(dev)
+}
+
+pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) -> CliResult {
+    let dev = if gpu { gpu_device()? } else { Device::Cpu };
     eprintln!(
         "bench dit: one shared swiglu7 layer, hidden {hidden}, head_dim 128, {} q heads, 8 kv groups, 3584+126+150 tokens, {:?}",
         hidden / 128,
@@ -134,8 +136,9 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
     Ok(())
 }
 
-pub fn train_nano(cfg: TrainConfig) -> CliResult {
-    let summary = train::run(cfg, &mut |p| {
+pub fn train_nano(cfg: TrainConfig, gpu: bool) -> CliResult {
+    let dev = if gpu { gpu_device()? } else { Device::Cpu };
+    let summary = train::run(cfg, &dev, &mut |p| {
         if p.step % 10 == 0 || p.step == p.total || p.step <= 3 {
             let stage = match p.stage {
                 Stage::Codec => "codec",

@@ -3,8 +3,9 @@
 //! Two stages on clips drawn from [`crate::nano::world`] (training split only; the held-out
 //! colour × shape × background triples are never seen):
 //! 1. the codecs, as autoencoders: video MSE weighted up on the objects' bounding boxes (the
-//!    world's ground truth), audio MSE plus a log-spectrum L1 (the world's
-//!    rain and wind are noise, which a waveform loss alone would average to silence). A little
+//!    world's ground truth); audio MSE weighted up on the hits, a log-spectrum L1 (the world's
+//!    rain and wind are noise, which a waveform loss alone would average to silence) and an L1
+//!    on the log loudness envelope and its rise (silence, and the hits' attacks). A little
 //!    latent noise and an L2 pull keep the latents smooth and bounded for the DiT;
 //! 2. the DiT and the text encoder, by flow matching on the frozen codecs' normalised latents:
 //!    `x_t = (1-σ) x0 + σ ε`, target `v = ε - x0` (what `FlowUniPcScheduler` integrates), σ
@@ -84,22 +85,30 @@ pub struct TrainConfig {
     pub codec_object_weight: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
-    /// Extra DiT loss weight on audio latent frames holding a contact's hit.
+    /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
+    /// Weight of the codec's log-energy envelope loss ([`envelope_l1`]), which teaches it the
+    /// hits' attacks and true silence.
+    pub codec_envelope_weight: f32,
+    /// Weight of the envelope's frame-to-frame rise in the same loss: steep attacks in the
+    /// right frame.
+    pub codec_onset_weight: f32,
     /// End this session after this many steps (checkpointed; rerun to resume).
     pub stop_after: Option<usize>,
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights, about 1 h on the 2-core CPU
-    /// (measured step times in `models/nano/TRAINING_LOG.txt`):
-    /// - codecs: 1200 steps of 2 clips of 5-9 frames (~0.7 s/step, 14 min);
-    /// - DiT: 3600 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9), ~0.6 s/step, about 40 min.
+    /// The recipe behind the committed `models/nano/` weights, about 1 h 10 min on the 2-core
+    /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
+    /// - codecs: 1200 steps of 2 clips of 5-9 frames (~0.65 s/step, 13 min; 97 s on an H100);
+    /// - DiT: 4800 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
+    ///   default clip is 9), ~0.65 s/step, about 52 min.
     ///
-    /// The codec stage weighs the objects' pixels up 9x, the DiT their latent cells 5x and the
-    /// audio frames of each hit 5x: without that, the few percent of the frame that the prompt
-    /// is about drown in background texture.
+    /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
+    /// and its audio loss reads the loudness envelope in log energy (level and rise), which
+    /// is what makes silence silent and keeps the hits; the DiT weighs the objects' latent
+    /// cells and the hits' audio frames up 5x: without that, the few percent of the frame and
+    /// of the soundtrack that the prompt is about drown in background texture.
     ///
     /// One frame size, 96x56 (16:9 at stride 8): the clips the product generates by default,
     /// so the little compute there is goes to the layout that is asked for most.
@@ -109,7 +118,7 @@ impl TrainConfig {
             seed: 5,
             tiny: false,
             codec_steps: 1200,
-            dit_steps: 3600,
+            dit_steps: 4800,
             batch: 2,
             codec_lr: 2e-3,
             dit_lr: 6e-4,
@@ -125,6 +134,8 @@ impl TrainConfig {
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             impact_weight: 4.0,
+            codec_envelope_weight: 0.2,
+            codec_onset_weight: 0.2,
             stop_after: None,
         }
     }
@@ -304,6 +315,48 @@ fn spectral_l1(pred: &Tensor, target: &Tensor, basis: &(Tensor, Tensor)) -> cand
     (spec(pred)? - spec(target)?)?.abs()?.mean_all()
 }
 
+/// Samples per frame of the codec's loudness-envelope loss: 6.25 ms at 16 kHz, finer than the
+/// onset analyzer's 10 ms windows, and a divisor of the hop.
+const ENVELOPE_FRAME: usize = 100;
+
+/// Floor of the envelope loss: -70 dBFS, under the -60 dBFS line where a clip counts as silent.
+const ENVELOPE_FLOOR: f64 = 1e-7;
+
+/// Log energies of `frame`-sample frames of `x` `[hops, hop]`: `[hops, hop / frame]`.
+fn log_envelope(x: &Tensor, frame: usize) -> candle::Result<Tensor> {
+    let (hops, hop) = x.dims2()?;
+    (x.reshape((hops, hop / frame, frame))?.sqr()?.mean(2)? + ENVELOPE_FLOOR)?.log()
+}
+
+/// Loudness-envelope losses between `pred` and `target` `[hops, hop]`, weighted per hop by `w`
+/// `[hops, 1]`: `(level, rise)`, the L1 of the frames' log energies and of their frame-to-frame
+/// rises. The waveform MSE cannot see either end of the loudness scale: a hit's attack is a
+/// few milliseconds of a clip, and an output at -58 dBFS for a silent target costs 1e-6. In
+/// log energy a missing attack is a 30 dB hole and a hum over silence sits 12 dB over the
+/// floor; the rise term asks for the attack to be as steep, in the same frame, since the
+/// onset analyzer reads exactly that.
+fn envelope_l1(
+    pred: &Tensor,
+    target: &Tensor,
+    frame: usize,
+    w: &Tensor,
+) -> candle::Result<(Tensor, Tensor)> {
+    let (lp, lt) = (log_envelope(pred, frame)?, log_envelope(target, frame)?);
+    let level = (&lp - &lt)?.abs()?.broadcast_mul(w)?.mean_all()?;
+    let rise = |l: &Tensor| -> candle::Result<Tensor> {
+        let l = l.flatten_all()?;
+        let n = l.dim(0)?;
+        l.narrow(0, 1, n - 1)? - l.narrow(0, 0, n - 1)?
+    };
+    let per_frame = w.broadcast_as(lp.shape())?.flatten_all()?;
+    let n = per_frame.dim(0)?;
+    let rise = (rise(&lp)? - rise(&lt)?)?
+        .abs()?
+        .mul(&per_frame.narrow(0, 1, n - 1)?)?
+        .mean_all()?;
+    Ok((level, rise))
+}
+
 fn dft_basis(n: usize, dev: &Device) -> candle::Result<(Tensor, Tensor)> {
     let bins = n / 2 + 1;
     let mut c = Vec::with_capacity(n * bins);
@@ -428,9 +481,26 @@ impl Run<'_> {
                 .audio_decoder
                 .decode(&zan)?
                 .narrow(0, 0, clip.audio.len())?;
-            let mse = (&ya - &a)?.sqr()?.mean_all()?;
-            let spec = spectral_l1(&ya, &a, basis)?;
-            la.push(((mse * 10.0)? + (spec * 0.1)? + (za.sqr()?.mean_all()? * 1e-3)?)?);
+            // Per audio latent frame (one hop): weighed up where a hit sounds.
+            let hop = self.model_cfg.audio.hop;
+            let n_hops = clip.audio.len() / hop;
+            let wa = weights(
+                &clip.impact_frames[..n_hops],
+                (n_hops, 1),
+                self.cfg.impact_weight,
+                &self.dev,
+            )?;
+            let (ya, a) = (ya.reshape((n_hops, hop))?, a.reshape((n_hops, hop))?);
+            let mse = weighted_mse(&ya, &a, &wa)?;
+            let (env, rise) = envelope_l1(&ya, &a, ENVELOPE_FRAME, &wa)?;
+            let spec = spectral_l1(&ya.flatten_all()?, &a.flatten_all()?, basis)?;
+            la.push(
+                ((mse * 10.0)?
+                    + (spec * 0.1)?
+                    + (env * self.cfg.codec_envelope_weight as f64)?
+                    + (rise * self.cfg.codec_onset_weight as f64)?
+                    + (za.sqr()?.mean_all()? * 1e-3)?)?,
+            );
         }
         let n = self.cfg.batch as f64;
         Ok([
@@ -567,10 +637,11 @@ fn libm_erf(x: f64) -> f64 {
 /// Runs (or resumes) the recipe; `progress` sees every optimizer step.
 pub fn run(
     cfg: TrainConfig,
+    dev: &Device,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
-    let dev = Device::Cpu;
+    let dev = dev.clone();
     let tokenizer = build_tokenizer(cfg.vocab_scenes)?;
     let model_cfg = if cfg.tiny {
         NanoConfig::tiny_for_tests(tokenizer.vocab_size())
@@ -717,5 +788,63 @@ impl Run<'_> {
             self.state.latent = Some(self.latent_stats()?);
         }
         self.export()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hops(x: Vec<f32>, hop: usize) -> Tensor {
+        let n = x.len() / hop;
+        Tensor::from_vec(x, (n, hop), &Device::Cpu).unwrap()
+    }
+
+    fn envelope(pred: &[f32], target: &[f32]) -> (f32, f32) {
+        let w = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
+        let (level, rise) = envelope_l1(
+            &hops(pred.to_vec(), 400),
+            &hops(target.to_vec(), 400),
+            ENVELOPE_FRAME,
+            &w,
+        )
+        .unwrap();
+        (level.to_scalar().unwrap(), rise.to_scalar().unwrap())
+    }
+
+    /// A hit: silence, then a decaying burst starting at sample `at`.
+    fn hit(at: usize) -> Vec<f32> {
+        (0..800)
+            .map(|i| {
+                if i < at {
+                    0.0
+                } else {
+                    let k = (i - at) as f32;
+                    0.5 * (-k / 150.0).exp() * (k * 0.7).sin()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelope_loss_sees_a_quiet_hum_over_silence_and_a_late_attack() {
+        let silence = vec![0f32; 800];
+        // A hum at about -58 dBFS: 1e-6 of waveform MSE, but far over the -70 dBFS floor.
+        let hum: Vec<f32> = (0..800).map(|i| 1.8e-3 * (i as f32 * 0.3).sin()).collect();
+        let (same, same_rise) = envelope(&silence, &silence);
+        assert_eq!((same, same_rise), (0.0, 0.0));
+        let (level, _) = envelope(&hum, &silence);
+        assert!(
+            level > 2.0,
+            "a -58 dBFS hum over silence costs {level} (ln units)"
+        );
+
+        let (on_time, on_time_rise) = envelope(&hit(300), &hit(300));
+        assert!(on_time < 1e-6 && on_time_rise < 1e-6);
+        let (late, late_rise) = envelope(&hit(500), &hit(300));
+        assert!(
+            late > 1.0 && late_rise > 0.1,
+            "attack 12.5 ms late: {late}, {late_rise}"
+        );
     }
 }
