@@ -2,11 +2,9 @@
 //! shared/goldens): every expected tensor, window outputs included, within the case tolerance.
 //! Plus an ignored CPU benchmark of a 256p 5 s clip at the released widths.
 
-use candle::{DType, Device, Shape, Tensor};
+use candle::{DType, Device};
 use candle_core as candle;
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder};
-use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, TurboVaed, WindowPlan};
+use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, WindowPlan};
 
 mod common;
 use common::{assert_all_close, case_json, fixture, load_tensors, tolerance};
@@ -50,35 +48,6 @@ fn window_plan_matches_the_case() {
     }
 }
 
-/// Random weights for any shape, scaled by fan-in so activations stay O(1).
-struct RandomWeights;
-
-impl SimpleBackend for RandomWeights {
-    fn get(
-        &self,
-        s: Shape,
-        _: &str,
-        _: Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle::Result<Tensor> {
-        let fan_in: usize = s.dims().iter().skip(1).product::<usize>().max(1);
-        Tensor::randn(0f32, (1.0 / fan_in as f64).sqrt() as f32, s, dev)?.to_dtype(dtype)
-    }
-    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle::Result<Tensor> {
-        candle::bail!("RandomWeights: no shape for {name}")
-    }
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
-    }
-}
-
-fn vm_hwm_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// 256p 5 s clip (latent [1,48,32,16,28] → 125 frames of 256×448) at the released widths, random
 /// weights, CPU f32. `TURBO_BENCH_T` overrides the latent frames (e.g. 7 for one window).
 #[test]
@@ -88,28 +57,24 @@ fn bench_decode_256p_5s() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
-    let dev = Device::Cpu;
     let cfg = Config::turbo_v3_wan22_tiny_shallow_7_7();
-    let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, dev.clone());
-    let vae = TurboVaed::new(&cfg, vb).unwrap();
-    let z = Tensor::randn(0f32, 1., (1, 48, t, 16, 28), &dev).unwrap();
-    let before = vm_hwm_kib();
-    let start = std::time::Instant::now();
-    let mut last = start;
-    let video = vae
-        .decode_with(&z, |k, y| {
-            let now = std::time::Instant::now();
-            eprintln!("window {k}: {:?} in {:.1?}", y.dims(), now - last);
-            last = now;
-            Ok(())
-        })
-        .unwrap();
-    let took = start.elapsed();
-    assert_eq!(video.dims(), [1, 3, 4 * t - 3, 256, 448]);
+    let r = happyhorse::engine::models::turbo_vae::bench_decode(
+        &cfg,
+        (t, 16, 28),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(r.video_dims, [1, 3, 4 * t - 3, 256, 448]);
     eprintln!(
-        "decode [1,48,{t},16,28] -> {:?}: {took:.1?}; VmHWM before {:?} KiB, after {:?} KiB",
-        video.dims(),
-        before,
-        vm_hwm_kib()
+        "decode {:?} -> {:?}: {:.1} s, per window {:?} s, peak RSS {:.2} GiB",
+        r.latent_dims,
+        r.video_dims,
+        r.decode_s,
+        r.per_chunk_s
+            .iter()
+            .map(|s| (s * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+        r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
     );
 }

@@ -58,7 +58,7 @@ fn bench_decode_256p() {
         r.latent_dims,
         r.video_dims,
         r.decode_s,
-        r.per_latent_frame_s
+        r.per_chunk_s
             .iter()
             .map(|s| (s * 10.0).round() / 10.0)
             .collect::<Vec<_>>(),

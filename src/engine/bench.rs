@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Result, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{bail, DType, Device, Result, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 
 use super::models::magihuman::{
     ElementWiseFourierEmbed, ModalityRanges, ModelConfig, TransformerLayer,
@@ -151,5 +152,96 @@ pub fn bench_dit_layer(b: &DitBench, dev: &Device) -> Result<BenchReport> {
         seconds: best,
         tokens_per_s: l as f64 / best,
         gflops: b.flops() / best / 1e9,
+    })
+}
+
+/// Random parameters for every name asked, for timing the released widths without their
+/// checkpoints: unit norm gains (`gamma`), zero biases, weight-norm magnitudes of 0.5
+/// (`weight_g`), small SnakeBeta log-scales (`alpha`, `beta`), and kernels scaled by
+/// `1/sqrt(fan_in)` so activations keep a sane range through deep networks.
+pub struct RandomWeights;
+
+impl SimpleBackend for RandomWeights {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+        let t = if name.ends_with("gamma") {
+            Tensor::ones(s, DType::F32, dev)?
+        } else if name.ends_with("weight_g") {
+            Tensor::full(0.5f32, s, dev)?
+        } else if name.ends_with("alpha") || name.ends_with("beta") {
+            (Tensor::randn(0f32, 1f32, s, dev)? * 0.1)?
+        } else if name.ends_with("bias") {
+            Tensor::zeros(s, DType::F32, dev)?
+        } else {
+            let fan_in: usize = s.dims().iter().skip(1).product();
+            Tensor::randn(0f32, 1.0 / (fan_in.max(1) as f32).sqrt(), s, dev)?
+        };
+        t.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
+        bail!("random weights need a shape for {name}")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// A [`VarBuilder`] over [`RandomWeights`].
+pub fn random_var_builder(dtype: DType, dev: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(RandomWeights), dtype, dev.clone())
+}
+
+/// The process's peak resident set (`VmHWM` of `/proc/self/status`; Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// One timed video decode with random weights (Wan2.2 VAE, TurboVAED).
+#[derive(Debug, Clone)]
+pub struct VideoDecodeBench {
+    /// `[B, z, T, H, W]` of the latent decoded.
+    pub latent_dims: Vec<usize>,
+    /// `[B, 3, F, 16H, 16W]` of the video produced.
+    pub video_dims: Vec<usize>,
+    /// Wall time of the whole decode, weights excluded.
+    pub decode_s: f64,
+    /// Wall time of each piece the decoder hands out: a latent frame for Wan2.2 (the first
+    /// yields 1 video frame, the others 4), a window for TurboVAED.
+    pub per_chunk_s: Vec<f64>,
+    /// Peak RSS of this process after the decode, in bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Times `decode` of a random latent `[1, z, t, h, w]`; `decode` hands each finished chunk
+/// `[1, 3, f, H, W]` to its callback, which forces and times it (lazy on GPU backends), and
+/// returns the whole video's dims when its chunks overlap (otherwise they are summed).
+pub fn time_video_decode(
+    z: &Tensor,
+    decode: impl FnOnce(&Tensor, &mut dyn FnMut(&Tensor) -> Result<()>) -> Result<Option<Vec<usize>>>,
+) -> Result<VideoDecodeBench> {
+    let (_, _, _, h, w) = z.dims5()?;
+    let start = Instant::now();
+    let mut last = start;
+    let mut per_chunk_s = Vec::new();
+    let mut video_dims = vec![1, 3, 0, 16 * h, 16 * w];
+    let whole = decode(z, &mut |chunk: &Tensor| {
+        let chunk = chunk.clamp(-1f32, 1f32)?.to_dtype(DType::F32)?;
+        let _ = chunk.sum_all()?.to_scalar::<f32>()?;
+        video_dims[2] += chunk.dim(2)?;
+        let now = Instant::now();
+        per_chunk_s.push((now - last).as_secs_f64());
+        last = now;
+        Ok(())
+    })?;
+    Ok(VideoDecodeBench {
+        latent_dims: z.dims().to_vec(),
+        video_dims: whole.unwrap_or(video_dims),
+        decode_s: start.elapsed().as_secs_f64(),
+        per_chunk_s,
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }

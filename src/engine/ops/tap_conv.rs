@@ -148,8 +148,9 @@ impl TapConv {
     pub fn conv_stacked(&self, x: &Tensor) -> Result<Tensor> {
         let (n, k, h, w) = x.dims4()?;
         let (kh, kw) = self.k_hw;
+        let dense = !x.device().is_cpu();
         if kh == 1 && kw == 1 {
-            let y = self.taps[0].broadcast_matmul(&x.reshape((n, k, h * w))?)?;
+            let y = tap_matmul(&self.taps[0], &x.reshape((n, k, h * w))?, dense)?;
             return y.reshape((n, self.out_c, h, w))?.broadcast_add(&self.bias);
         }
         let (ph, pw) = (kh / 2, kw / 2);
@@ -163,7 +164,7 @@ impl TapConv {
         for i in 0..kh {
             for j in 0..kw {
                 let view = xp.narrow(2, i * wp + j, h * wp)?;
-                let y = self.taps[i * kw + j].broadcast_matmul(&view)?;
+                let y = tap_matmul(&self.taps[i * kw + j], &view, dense)?;
                 acc = Some(match acc {
                     Some(a) => (a + y)?,
                     None => y,
@@ -177,6 +178,20 @@ impl TapConv {
             .narrow(3, 0, w)?
             .broadcast_add(&self.bias)
     }
+}
+
+/// `w [O, K]` times each of `v [n, K, L]`. The CPU GEMM reads `v` in place (its rows are a
+/// window of the padded frame, wider than `L`) and `w` with a zero batch stride; the GPU
+/// backends take only dense operands, so there (`dense`) both are copied first.
+fn tap_matmul(w: &Tensor, v: &Tensor, dense: bool) -> Result<Tensor> {
+    if !dense {
+        return w.broadcast_matmul(v);
+    }
+    let (n, _, _) = v.dims3()?;
+    let (o, k) = w.dims2()?;
+    w.broadcast_as((n, o, k))?
+        .contiguous()?
+        .matmul(&v.contiguous()?)
 }
 
 #[cfg(test)]
@@ -299,5 +314,27 @@ mod tests {
             TapConv::from_weights(w, Tensor::zeros(2, candle::DType::F32, &dev).unwrap()).unwrap();
         let x = Tensor::zeros((1, 2, 1, 2, 2), candle::DType::F32, &dev).unwrap();
         assert!(conv.forward_frames(&x, 2, |i, k| Some(i + k)).is_err());
+    }
+
+    /// The dense operands the GPU backends need give the same product as the strided window
+    /// views the CPU reads in place.
+    #[test]
+    fn dense_tap_matmul_equals_the_strided_one() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 6), &dev).unwrap();
+        let padded = Tensor::randn(0f32, 1.0, (3, 6, 40), &dev).unwrap();
+        let view = padded.narrow(2, 7, 24).unwrap();
+        assert!(!view.is_contiguous());
+        let strided = tap_matmul(&w, &view, false).unwrap();
+        let dense = tap_matmul(&w, &view, true).unwrap();
+        let err: f32 = (strided - dense)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(err < 1e-5, "max err {err}");
     }
 }

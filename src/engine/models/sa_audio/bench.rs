@@ -2,46 +2,12 @@
 
 use std::time::Instant;
 
-use candle::{DType, Device, Result, Shape, Tensor};
+use candle::{DType, Device, Result, Tensor};
 use candle_core as candle;
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::VarBuilder;
 
 use super::oobleck::OobleckDecoder;
 use super::Config;
-
-/// A [`SimpleBackend`] that serves a random tensor for every name, for timing without a
-/// checkpoint. Scales keep activations finite: weight norm fixes
-/// each filter's norm to `g`, and small log-scale SnakeBeta parameters keep exp() near 1.
-pub struct RandomWeights;
-
-impl SimpleBackend for RandomWeights {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        _: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Tensor> {
-        let t = if name.ends_with("weight_g") {
-            Tensor::full(0.5f32, s, dev)?
-        } else if name.ends_with("alpha") || name.ends_with("beta") || name.ends_with("bias") {
-            (Tensor::randn(0f32, 1f32, s, dev)? * 0.1)?
-        } else {
-            Tensor::randn(0f32, 1f32, s, dev)?
-        };
-        t.to_dtype(dtype)
-    }
-
-    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
-        candle::bail!("random weights have no shape for {name}")
-    }
-
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
-    }
-}
+use crate::engine::bench::random_var_builder;
 
 #[derive(Debug, Clone)]
 pub struct DecodeBench {
@@ -59,8 +25,7 @@ pub struct DecodeBench {
 pub fn bench_decode(seconds: f32, device: &Device) -> Result<DecodeBench> {
     let cfg = Config::stable_audio_open_1_0();
     let start = Instant::now();
-    let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights);
-    let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
+    let vb = random_var_builder(DType::F32, device);
     let decoder = OobleckDecoder::new(&cfg.decoder.config, vb.pp("decoder"))?;
     let load_s = start.elapsed().as_secs_f64();
     let frames = ((seconds * 25.0).round() as usize).max(1);

@@ -14,12 +14,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod case;
 pub mod config;
 pub mod conv3d;
 pub mod decoder;
 pub mod vae;
 
+pub use bench::bench_decode;
 pub use case::run_golden_case;
 pub use config::Config;
 pub use conv3d::Conv3d;
