@@ -66,15 +66,5 @@ fn bench_decode_256p_5s() {
     )
     .unwrap();
     assert_eq!(r.video_dims, [1, 3, 4 * t - 3, 256, 448]);
-    eprintln!(
-        "decode {:?} -> {:?}: {:.1} s, per window {:?} s, peak RSS {:.2} GiB",
-        r.latent_dims,
-        r.video_dims,
-        r.decode_s,
-        r.per_chunk_s
-            .iter()
-            .map(|s| (s * 10.0).round() / 10.0)
-            .collect::<Vec<_>>(),
-        r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
-    );
+    eprintln!("{r}");
 }

@@ -53,17 +53,7 @@ fn bench_decode_256p() {
         &Device::Cpu,
     )
     .unwrap();
-    eprintln!(
-        "latent {:?} -> video {:?}: {:.1} s, per latent frame {:?} s, peak RSS {:.2} GiB",
-        r.latent_dims,
-        r.video_dims,
-        r.decode_s,
-        r.per_chunk_s
-            .iter()
-            .map(|s| (s * 10.0).round() / 10.0)
-            .collect::<Vec<_>>(),
-        r.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
-    );
+    eprintln!("{r}");
 }
 
 /// Causality, as the pipeline relies on it: an image encodes to the first latent frame of its

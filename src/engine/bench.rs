@@ -216,6 +216,25 @@ pub struct VideoDecodeBench {
     pub peak_rss_bytes: Option<u64>,
 }
 
+impl std::fmt::Display for VideoDecodeBench {
+    /// `latent -> video: seconds, per chunk [..] s, peak RSS GiB`, chunk times to 0.1 s.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chunks: Vec<f64> = self
+            .per_chunk_s
+            .iter()
+            .map(|s| (s * 10.0).round() / 10.0)
+            .collect();
+        write!(
+            f,
+            "decode {:?} -> {:?}: {:.1} s, per chunk {chunks:?} s, peak RSS {:.2} GiB",
+            self.latent_dims,
+            self.video_dims,
+            self.decode_s,
+            self.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+        )
+    }
+}
+
 /// Times `decode` of a random latent `[1, z, t, h, w]`; `decode` hands each finished chunk
 /// `[1, 3, f, H, W]` to its callback, which forces and times it (lazy on GPU backends), and
 /// returns the whole video's dims when its chunks overlap (otherwise they are summed).
