@@ -6,8 +6,7 @@ use candle::{DType, Device};
 use candle_core as candle;
 use happyhorse::engine::models::wan22_vae::run_golden_case;
 
-mod common;
-use common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
+use crate::common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
 
 fn check_case(name: &str) {
     let dir = fixture(name);

@@ -6,8 +6,7 @@ use candle::{DType, Device};
 use candle_core as candle;
 use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, WindowPlan};
 
-mod common;
-use common::{assert_all_close, case_json, fixture, load_tensors, tolerance};
+use crate::common::{assert_all_close, case_json, fixture, load_tensors, tolerance};
 
 #[test]
 fn turbo_vae_decode_golden() {

@@ -1,36 +1,11 @@
 //! Parity of the FlowUniPC scheduler with the reference (golden case `flow_unipc`).
 
-use std::path::Path;
-
 use candle_core as candle;
 
 use candle::{DType, Device, Tensor};
 use happyhorse::engine::samplers::{run_golden_case, FlowUniPcScheduler};
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// Max of `|got-exp| - rtol*|exp|` must stay under atol; returns the max abs error.
-fn assert_close(name: &str, got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> f64 {
-    assert_eq!(got.dims(), exp.dims(), "{name}: shape");
-    let g = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let e = exp.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let g = g.to_vec1::<f64>().unwrap();
-    let e = e.to_vec1::<f64>().unwrap();
-    let mut max_err = 0f64;
-    for (i, (g, e)) in g.iter().zip(e.iter()).enumerate() {
-        let err = (g - e).abs();
-        max_err = max_err.max(err);
-        assert!(
-            err <= atol + rtol * e.abs(),
-            "{name}[{i}]: got {g}, expected {e} (err {err})"
-        );
-    }
-    max_err
-}
+use crate::common::{assert_close, fixture};
 
 #[test]
 fn flow_unipc_golden_case() {

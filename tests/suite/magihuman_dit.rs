@@ -11,8 +11,7 @@ use happyhorse::engine::models::magihuman::{
     run_golden_case, run_golden_case_debug, DataProxyConfig, ModelConfig,
 };
 
-mod common;
-use common::{assert_all_close, case_tolerance, fixture, load_tensors};
+use crate::common::{assert_all_close, case_tolerance, fixture, load_tensors};
 
 fn check(results: Vec<(String, Tensor)>, reference: &Path, atol: f64, rtol: f64, what: &str) {
     assert_all_close(what, &results, &load_tensors(reference), |_| (atol, rtol));

@@ -9,8 +9,7 @@ use happyhorse::engine::models::t5gemma::{
     T5GemmaTextEncoder, WindowRule,
 };
 
-mod common;
-use common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
+use crate::common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
 
 #[test]
 fn public_case_matches_every_expected_tensor() {

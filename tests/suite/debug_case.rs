@@ -6,13 +6,10 @@ use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 
-mod common;
-use common::tolerance;
+use crate::common::{fixture, tolerance};
 
 fn check(case_dir: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case_dir);
+    let dir = fixture(case_dir);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("got.safetensors");
     let run = Command::new(env!("CARGO_BIN_EXE_happyhorse"))

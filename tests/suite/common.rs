@@ -92,3 +92,21 @@ pub fn assert_all_close(
         "{what}: out of tolerance: {failures:?}"
     );
 }
+
+/// Asserts `|got-exp| <= atol + rtol*|exp|` everywhere; returns the max abs error.
+pub fn assert_close(name: &str, got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> f64 {
+    assert_eq!(got.dims(), exp.dims(), "{name}: shape");
+    let g = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let e = exp.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let (g, e) = (g.to_vec1::<f64>().unwrap(), e.to_vec1::<f64>().unwrap());
+    let mut max_err = 0f64;
+    for (i, (g, e)) in g.iter().zip(e.iter()).enumerate() {
+        let err = (g - e).abs();
+        max_err = max_err.max(err);
+        assert!(
+            err <= atol + rtol * e.abs(),
+            "{name}[{i}]: got {g}, expected {e} (err {err})"
+        );
+    }
+    max_err
+}

@@ -3,8 +3,7 @@
 use candle_core::{DType, Device};
 use happyhorse::engine::models::sa_audio::run_golden_case;
 
-mod common;
-use common::{assert_all_close, fixture, tolerance};
+use crate::common::{assert_all_close, fixture, tolerance};
 
 fn check_case(name: &str) {
     let dir = fixture(name);

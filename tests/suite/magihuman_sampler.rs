@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core as candle;
 
@@ -16,49 +16,21 @@ use happyhorse::engine::pipelines::{
 };
 use happyhorse::engine::samplers::FlowUniPcScheduler;
 
+use crate::common::{assert_close, case_tolerance, fixture, load_tensors};
+
 const CASES: [&str; 3] = [
     "magihuman_sampler_base",
     "magihuman_sampler_ti2v",
     "magihuman_sampler_distill",
 ];
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn load(dir: &Path, file: &str) -> HashMap<String, Tensor> {
-    candle::safetensors::load(dir.join(file), &Device::Cpu).unwrap()
+    load_tensors(&dir.join(file))
 }
 
-fn tolerance(dir: &Path) -> (f64, f64) {
-    let case: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-    let tol = &case["tolerance"];
-    (tol["atol"].as_f64().unwrap(), tol["rtol"].as_f64().unwrap())
-}
-
-/// Asserts `|got-exp| <= atol + rtol*|exp|` everywhere; returns the max abs error.
-fn assert_close(name: &str, got: &Tensor, exp: &Tensor, atol: f64, rtol: f64) -> f64 {
-    assert_eq!(got.dims(), exp.dims(), "{name}: shape");
-    let g = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let e = exp.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let (g, e) = (g.to_vec1::<f64>().unwrap(), e.to_vec1::<f64>().unwrap());
-    let mut max_err = 0f64;
-    for (i, (g, e)) in g.iter().zip(e.iter()).enumerate() {
-        let err = (g - e).abs();
-        max_err = max_err.max(err);
-        assert!(
-            err <= atol + rtol * e.abs(),
-            "{name}[{i}]: got {g}, expected {e} (err {err})"
-        );
-    }
-    max_err
-}
 
 fn check_against(dir: &Path, got: &HashMap<String, Tensor>, file: &str) {
-    let (atol, rtol) = tolerance(dir);
+    let (atol, rtol) = case_tolerance(dir);
     for (name, exp) in load(dir, file) {
         let t = got
             .get(&name)
@@ -137,7 +109,7 @@ fn sampler_loop_replays_reference_velocities() {
             calls: Cell::new(0),
             cfg,
             debug,
-            tol: tolerance(&dir),
+            tol: case_tolerance(&dir),
             max_in_err: RefCell::new(0.0),
         };
         let got = run_sampler_case_with(&dir, &replay).unwrap();
