@@ -30,7 +30,7 @@ done
 say() { echo "install.sh: $*" >&2; }
 
 debian_packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  libavfilter-dev libavdevice-dev libasound2-dev libssl-dev libclang-dev clang pkg-config ffmpeg tmux)
+  libavfilter-dev libavdevice-dev libasound2-dev libclang-dev clang pkg-config ffmpeg tmux)
 
 install_system() {
   if command -v apt-get >/dev/null 2>&1; then
@@ -45,7 +45,7 @@ install_system() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   elif command -v brew >/dev/null 2>&1; then
-    brew install ffmpeg pkg-config llvm openssl tmux
+    brew install ffmpeg pkg-config llvm tmux
   else
     say "no apt-get or brew here: install FFmpeg (libav* development files), libclang and pkg-config yourself, then rerun with --no-system"
     exit 1
