@@ -241,6 +241,10 @@ pub enum TrainCommand {
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Start from the codecs of this model folder (e.g. models/nano) and train the DiT
+        /// and text encoder only.
+        #[arg(long)]
+        codecs_from: Option<PathBuf>,
         /// Train on the first GPU (needs a build with --features cuda or metal). Same recipe,
         /// same data; the floating-point sums differ, so the weights match a CPU run's in
         /// quality, not bit for bit.
@@ -481,6 +485,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_object_weight,
                     impact_weight,
                     stop_after,
+                    codecs_from,
                     gpu,
                 },
         } => {
@@ -507,6 +512,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.stop_after = stop_after.or(cfg.stop_after);
+            cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             tools::train_nano(cfg, gpu)
         }
     }

@@ -136,8 +136,19 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
     Ok(())
 }
 
-pub fn train_nano(cfg: TrainConfig, gpu: bool) -> CliResult {
+pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
     let dev = if gpu { gpu_device()? } else { Device::Cpu };
+    if gpu {
+        cfg.workers = 1;
+    } else if cfg.workers > 1 {
+        // A worker per core (see `TrainConfig::workers`). candle's pool for element-wise
+        // operations serves one caller at a time, so the workers run those inline; matrix
+        // products and convolutions share rayon's pool. Set before candle's first operation,
+        // which sizes the pool; a user's own setting wins.
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+    }
     let summary = train::run(cfg, &dev, &mut |p| {
         if p.step % 10 == 0 || p.step == p.total || p.step <= 3 {
             let stage = match p.stage {

@@ -28,7 +28,6 @@ fn load(dir: &Path, file: &str) -> HashMap<String, Tensor> {
     load_tensors(&dir.join(file))
 }
 
-
 fn check_against(dir: &Path, got: &HashMap<String, Tensor>, file: &str) {
     let (atol, rtol) = case_tolerance(dir);
     for (name, exp) in load(dir, file) {
@@ -66,6 +65,7 @@ impl Denoiser for Replay {
         latent_audio: &Tensor,
         _txt_feat: &Tensor,
         _txt_len: usize,
+        _sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)> {
         let call = self.calls.get();
         self.calls.set(call + 1);
@@ -132,6 +132,7 @@ impl Denoiser for Linear {
         a: &Tensor,
         _txt: &Tensor,
         len: usize,
+        _sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)> {
         let s = 0.1 * len as f64;
         Ok((v.affine(s, 0.1)?, a.affine(-s, 0.2)?))
@@ -235,8 +236,8 @@ fn cfg_loop_matches_hand_rolled_loop() {
     );
     let (mut v, mut a) = (s.video.clone(), s.audio.clone());
     for &t in sv.timesteps().to_vec().iter() {
-        let (cv, ca) = Linear.velocity(&v, &a, &s.txt, 4).unwrap();
-        let (uv, ua) = Linear.velocity(&v, &a, &s.null, 6).unwrap();
+        let (cv, ca) = Linear.velocity(&v, &a, &s.txt, 4, 1.0).unwrap();
+        let (uv, ua) = Linear.velocity(&v, &a, &s.null, 6, 1.0).unwrap();
         let sc = if t > 500 { 5.0 } else { 2.0 };
         let gv = (&uv + (&cv - &uv).unwrap().affine(sc, 0.).unwrap()).unwrap();
         let ga = (&ua + (&ca - &ua).unwrap().affine(5.0, 0.).unwrap()).unwrap();
@@ -304,7 +305,8 @@ fn distill_uses_noise_source_and_single_pass() {
         ..SamplerConfig::distill()
     };
     let mut calls = 0;
-    struct Counting<'a>(&'a Cell<usize>);
+    /// Counts the calls and records the noise level each one is told.
+    struct Counting<'a>(&'a Cell<usize>, &'a RefCell<Vec<f64>>);
     impl Denoiser for Counting<'_> {
         fn velocity(
             &self,
@@ -312,16 +314,19 @@ fn distill_uses_noise_source_and_single_pass() {
             a: &Tensor,
             t: &Tensor,
             l: usize,
+            sigma: f64,
         ) -> candle::Result<(Tensor, Tensor)> {
             self.0.set(self.0.get() + 1);
-            Linear.velocity(v, a, t, l)
+            self.1.borrow_mut().push(sigma);
+            Linear.velocity(v, a, t, l, sigma)
         }
     }
     let count = Cell::new(0);
+    let sigmas = RefCell::new(Vec::new());
     let mut inp = inputs(&s);
     inp.negative = None;
     let a = sample(
-        &Counting(&count),
+        &Counting(&count, &sigmas),
         &cfg,
         inp.clone(),
         &mut SeededNoise::new(1),
@@ -332,6 +337,12 @@ fn distill_uses_noise_source_and_single_pass() {
     )
     .unwrap();
     assert_eq!(count.get(), 3, "one model call per step");
+    let schedule = FlowUniPcScheduler::new(3, cfg.shift).unwrap();
+    assert_eq!(
+        *sigmas.borrow(),
+        schedule.sigmas()[..3],
+        "each call is told its step's noise level"
+    );
     assert_eq!(calls, 3);
     let b = sample(
         &Linear,

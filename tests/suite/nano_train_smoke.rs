@@ -77,3 +77,75 @@ fn resuming_continues_the_same_run() {
         );
     }
 }
+
+#[test]
+fn a_dit_only_run_starts_from_the_given_codecs() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let mut first = TrainConfig::smoke(a.path().to_path_buf());
+    first.codec_steps = 3;
+    first.dit_steps = 2;
+    let done = run(first.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
+
+    let mut dit_only = first;
+    dit_only.out_dir = b.path().to_path_buf();
+    dit_only.codecs_from = Some(done.model_dir.clone());
+    let mut stages = Vec::new();
+    let again = run(dit_only, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("dit-only run");
+    assert!(
+        !stages.is_empty() && stages.iter().all(|s| *s == Stage::Dit),
+        "{stages:?}"
+    );
+
+    let load = |dir: &std::path::Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (w1, w2) = (load(&done.model_dir), load(&again.model_dir));
+    let codec = |n: &String| n.starts_with("video_") || n.starts_with("audio_");
+    let same = |n: &str| {
+        let d = (&w1[n] - &w2[n]).unwrap().abs().unwrap();
+        d.flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            == 0.0
+    };
+    assert!(w1.keys().any(codec));
+    // Same seed and the same codecs: the DiT stage is the first run's, step for step, so
+    // every tensor matches (a fresh DiT was built, the codecs were copied).
+    assert_eq!(w1.len(), w2.len());
+    let differ: Vec<&String> = w1.keys().filter(|n| !same(n)).collect();
+    assert!(differ.is_empty(), "differ: {differ:?}");
+    let cfg = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(
+        cfg(&done.model_dir)["latent"],
+        cfg(&again.model_dir)["latent"]
+    );
+}
+
+#[test]
+fn the_worker_count_does_not_change_the_weights() {
+    let weights = |workers: usize| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+        cfg.batch = 2;
+        cfg.codec_steps = 2;
+        cfg.dit_steps = 2;
+        cfg.workers = workers;
+        let done = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
+        candle_core::safetensors::load(done.model_dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap()
+    };
+    let (one, two) = (weights(1), weights(2));
+    assert_eq!(one.len(), two.len());
+    for (name, a) in &one {
+        let b = &two[name];
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "{name} differs by {d}");
+    }
+}

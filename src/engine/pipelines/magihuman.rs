@@ -18,14 +18,16 @@ use crate::engine::samplers::FlowUniPcScheduler;
 /// A velocity predictor for the joint latents: one conditional forward of the DiT.
 pub trait Denoiser {
     /// `latent_video` `[1, z, T, H, W]`, `latent_audio` `[1, Na, Ca]`, `txt_feat` `[1, Lt, Ct]`
-    /// of which the first `txt_len` rows are used. Returns `(v_video, v_audio)` shaped like the
-    /// latents.
+    /// of which the first `txt_len` rows are used; `sigma` is the step's noise level in [0, 1].
+    /// Returns `(v_video, v_audio)` shaped like the latents. MagiHuman reads the noise level
+    /// from the latents and ignores `sigma`; Nano is told it.
     fn velocity(
         &self,
         latent_video: &Tensor,
         latent_audio: &Tensor,
         txt_feat: &Tensor,
         txt_len: usize,
+        sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)>;
 }
 
@@ -36,8 +38,9 @@ impl<D: Denoiser + ?Sized> Denoiser for &D {
         latent_audio: &Tensor,
         txt_feat: &Tensor,
         txt_len: usize,
+        sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)> {
-        (**self).velocity(latent_video, latent_audio, txt_feat, txt_len)
+        (**self).velocity(latent_video, latent_audio, txt_feat, txt_len, sigma)
     }
 }
 
@@ -48,6 +51,7 @@ impl Denoiser for MagiHuman {
         latent_audio: &Tensor,
         txt_feat: &Tensor,
         txt_len: usize,
+        _sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)> {
         MagiHuman::velocity(self, latent_video, latent_audio, txt_feat, txt_len)
     }
@@ -356,6 +360,7 @@ pub fn sample<D: Denoiser + ?Sized>(
     let mut audio_sched = FlowUniPcScheduler::new(n, cfg.shift)?;
     let timesteps = video_sched.timesteps().to_vec();
 
+    let sigmas = video_sched.sigmas().to_vec();
     for (k, &t) in timesteps.iter().enumerate() {
         // Written before the model call: the model, the scheduler sample and the corrector
         // history all see the image frame.
@@ -363,12 +368,17 @@ pub fn sample<D: Denoiser + ?Sized>(
             latent_video = hold_first_frame(&latent_video, img)?;
         }
         let (c_video, c_audio) =
-            denoiser.velocity(&latent_video, &latent_audio, text.feat, text.len)?;
+            denoiser.velocity(&latent_video, &latent_audio, text.feat, text.len, sigmas[k])?;
 
         let (uncond, v_video, v_audio, next_video, next_audio) = match negative {
             Some(neg) if cfg.cfg_number == 2 => {
-                let (u_video, u_audio) =
-                    denoiser.velocity(&latent_video, &latent_audio, neg.feat, neg.len)?;
+                let (u_video, u_audio) = denoiser.velocity(
+                    &latent_video,
+                    &latent_audio,
+                    neg.feat,
+                    neg.len,
+                    sigmas[k],
+                )?;
                 let v_video = guide(&c_video, &u_video, cfg.video_scale_at(t))?;
                 let v_audio = guide(&c_audio, &u_audio, cfg.audio_txt_guidance_scale)?;
                 let next_video = video_sched.step(&v_video, t, &latent_video)?;

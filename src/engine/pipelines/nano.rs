@@ -217,7 +217,7 @@ impl NanoPipeline {
         };
         let mut renoise = SeededNoise::new(seed ^ 0x6E61_6E6F_5245_4E4F);
         let denoiser = CfgSchedule {
-            dit: &self.model.dit,
+            dit: &self.model,
             cfg_steps: s.cfg_steps.unwrap_or(usize::MAX),
             calls: Cell::new(0),
             last_cond: RefCell::new(None),
@@ -342,6 +342,26 @@ fn check_request(width: u32, height: u32, fps: u32, duration_s: f32) -> Result<(
     Ok(())
 }
 
+impl Denoiser for Nano {
+    fn velocity(
+        &self,
+        latent_video: &Tensor,
+        latent_audio: &Tensor,
+        txt_feat: &Tensor,
+        txt_len: usize,
+        sigma: f64,
+    ) -> candle::Result<(Tensor, Tensor)> {
+        Nano::velocity(
+            self,
+            latent_video,
+            latent_audio,
+            txt_feat,
+            txt_len,
+            sigma as f32,
+        )
+    }
+}
+
 /// The DiT behind a CFG schedule. With `cfg_number == 2` the sampler asks for the
 /// conditional velocity and then the unconditional one at every step; past `cfg_steps` this
 /// answers the second call with the first's result, so `u + s (c - u)` is just `c` and the
@@ -360,6 +380,7 @@ impl Denoiser for CfgSchedule<'_> {
         latent_audio: &Tensor,
         txt_feat: &Tensor,
         txt_len: usize,
+        sigma: f64,
     ) -> candle::Result<(Tensor, Tensor)> {
         let call = self.calls.get();
         self.calls.set(call + 1);
@@ -371,7 +392,7 @@ impl Denoiser for CfgSchedule<'_> {
         }
         let v = self
             .dit
-            .velocity(latent_video, latent_audio, txt_feat, txt_len)?;
+            .velocity(latent_video, latent_audio, txt_feat, txt_len, sigma)?;
         if !uncond {
             *self.last_cond.borrow_mut() = Some(v.clone());
         }

@@ -55,14 +55,24 @@ impl AdamW {
         })
     }
 
-    /// One update at learning rate `lr`; returns the gradient norm before clipping.
-    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<f64> {
+    /// One update at learning rate `lr` with the sum of `grads` (one store per clip, say,
+    /// added in the order given); returns the gradient norm before clipping.
+    pub fn step(&mut self, grads: &[GradStore], lr: f64) -> Result<f64> {
         let p = self.params;
+        let mut summed = Vec::with_capacity(self.state.len());
         let mut sq = 0f64;
         for (_, var, _, _) in &self.state {
-            if let Some(g) = grads.get(var.as_tensor()) {
+            let mut total: Option<Tensor> = None;
+            for g in grads.iter().filter_map(|s| s.get(var.as_tensor())) {
+                total = Some(match total {
+                    None => g.detach(),
+                    Some(t) => (t + g.detach())?,
+                });
+            }
+            if let Some(g) = &total {
                 sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
             }
+            summed.push(total);
         }
         let norm = sq.sqrt();
         let scale = if p.clip_norm > 0.0 && norm > p.clip_norm {
@@ -73,12 +83,13 @@ impl AdamW {
         self.t += 1;
         let bc1 = 1.0 - p.beta1.powi(self.t as i32);
         let bc2 = 1.0 - p.beta2.powi(self.t as i32);
-        for (_, var, m, v) in self.state.iter_mut() {
-            let Some(g) = grads.get(var.as_tensor()) else {
+        for ((_, var, m, v), g) in self.state.iter_mut().zip(summed) {
+            // Detached (above): gradients carry the forward graph, and the moments outlive
+            // the step.
+            let Some(g) = g else {
                 continue;
             };
-            // Detached: gradients carry the forward graph, and the moments outlive the step.
-            let g = (g.detach() * scale)?;
+            let g = (g * scale)?;
             *m = ((&*m * p.beta1)? + (&g * (1.0 - p.beta1))?)?.detach();
             *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?.detach();
             let m_hat = (&*m / bc1)?;

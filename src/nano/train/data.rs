@@ -73,7 +73,7 @@ fn object_mask(truth: &ClipTruth, n: usize, w: usize, h: usize) -> Vec<f32> {
     mask
 }
 
-fn mix64(x: u64) -> u64 {
+pub(crate) fn mix64(x: u64) -> u64 {
     SplitMix64::new(x).next_u64()
 }
 

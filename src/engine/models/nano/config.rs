@@ -5,6 +5,7 @@
 use candle_core as candle;
 use serde::{Deserialize, Serialize};
 
+use super::conditioning;
 use crate::engine::models::magihuman::{CoordsStyle, DataProxyConfig, ModelConfig};
 
 /// Video codec: groups of 4 frames stacked in channels, 3 stride-2 convs (spatial stride 8).
@@ -89,6 +90,11 @@ pub struct NanoConfig {
     pub sampler: NanoSamplerDefaults,
     pub native_fps: u32,
     pub sample_rate: u32,
+    /// The DiT reads position, clip time and noise level as extra input channels
+    /// ([`super::conditioning`]); its input widths include them. Off in configs written
+    /// before these channels existed.
+    #[serde(default)]
+    pub conditioning: bool,
 }
 
 impl NanoConfig {
@@ -102,8 +108,8 @@ impl NanoConfig {
             hidden_size: 192,
             head_dim: 32,
             num_query_groups: 2,
-            video_in_channels: zv,
-            audio_in_channels: za,
+            video_in_channels: zv + conditioning::VIDEO_CHANNELS,
+            audio_in_channels: za + conditioning::AUDIO_CHANNELS,
             text_in_channels: ct,
             checkpoint_qk_layernorm_rope: false,
             params_dtype: "torch.float32".into(),
@@ -148,7 +154,7 @@ impl NanoConfig {
             },
             latent: LatentStats::identity(zv, za),
             sampler: NanoSamplerDefaults {
-                steps: 4,
+                steps: 8,
                 shift: 3.0,
                 cfg_number: 2,
                 guidance_video: 3.0,
@@ -157,6 +163,7 @@ impl NanoConfig {
             },
             native_fps: fps,
             sample_rate,
+            conditioning: true,
         }
     }
 
@@ -184,12 +191,18 @@ impl NanoConfig {
         if p.patch_size != 1 || p.t_patch_size != 1 {
             candle::bail!("nano: the DiT must run at patch size 1 (the codecs do the striding)")
         }
-        if self.dit.video_in_channels != self.video.latent_channels
-            || self.dit.audio_in_channels != self.audio.latent_channels
+        let (extra_v, extra_a) = if self.conditioning {
+            (conditioning::VIDEO_CHANNELS, conditioning::AUDIO_CHANNELS)
+        } else {
+            (0, 0)
+        };
+        if self.dit.video_in_channels != self.video.latent_channels + extra_v
+            || self.dit.audio_in_channels != self.audio.latent_channels + extra_a
             || self.dit.text_in_channels != self.text.hidden
         {
             candle::bail!(
-                "nano: DiT channels {}/{}/{} do not match codecs {}/{} and text {}",
+                "nano: DiT channels {}/{}/{} do not match codecs {}+{extra_v}/{}+{extra_a} \
+                 (latent + conditioning) and text {}",
                 self.dit.video_in_channels,
                 self.dit.audio_in_channels,
                 self.dit.text_in_channels,

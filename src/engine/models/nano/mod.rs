@@ -8,6 +8,7 @@
 //! sit next to it. `crate::nano::train` produces all three.
 
 pub mod audio_codec;
+pub mod conditioning;
 pub mod config;
 pub mod embedded;
 pub mod text;
@@ -55,6 +56,33 @@ impl Nano {
             audio_decoder: AudioDecoder::new(&cfg.audio, vb.pp("audio_decoder"))?,
             text_encoder: TextEncoder::new(&cfg.text, vb.pp("text_encoder"))?,
         })
+    }
+}
+
+impl Nano {
+    /// The DiT's velocity for normalised latents `xv` `[1, z, T, H, W]` and `xa` `[1, Na, Ca]`
+    /// at noise level `sigma`, with the [`conditioning`] channels appended when the config
+    /// has them (and their velocity dropped): what training and sampling both call.
+    pub fn velocity(
+        &self,
+        xv: &Tensor,
+        xa: &Tensor,
+        txt: &Tensor,
+        txt_len: usize,
+        sigma: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        if !self.cfg.conditioning {
+            return self.dit.velocity(xv, xa, txt, txt_len);
+        }
+        let (_, _, t, h, w) = xv.dims5()?;
+        let (dev, fps) = (xv.device(), self.cfg.native_fps);
+        let xv = conditioning::append(xv, &conditioning::video((t, h, w), fps, sigma, dev)?, 1)?;
+        let xa = conditioning::append(xa, &conditioning::audio(xa.dim(1)?, fps, sigma, dev)?, 2)?;
+        let (v, a) = self.dit.velocity(&xv, &xa, txt, txt_len)?;
+        Ok((
+            conditioning::latent_part(&v, self.cfg.video.latent_channels, 1)?,
+            conditioning::latent_part(&a, self.cfg.audio.latent_channels, 2)?,
+        ))
     }
 }
 
