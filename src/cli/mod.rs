@@ -270,6 +270,28 @@ pub enum BenchCommand {
         #[arg(long)]
         gpu: bool,
     },
+    /// The codecs and the text encoder at the released widths (random weights): Wan2.2 VAE
+    /// decode and encode, TurboVAED decode, Stable Audio Open VAE decode and encode, one
+    /// T5Gemma-9B encoder layer. One line per stage on stdout: seconds and peak RSS.
+    Codec {
+        /// Stages, comma-separated: wan22-decode, wan22-encode, turbo-decode, audio-decode,
+        /// audio-encode, t5gemma-layer (default: all, in that order).
+        #[arg(long, value_delimiter = ',')]
+        stage: Vec<String>,
+        /// Clip length: video at 24 fps (frames rounded down to 1+4k: 5 s = 121 frames, 31
+        /// latent frames), audio at 25 latent frames per second.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Video size WxH in pixels, multiples of 16.
+        #[arg(long, default_value = "448x256")]
+        size: String,
+        /// Compute dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Run on the GPU (needs a build with --features cuda or metal).
+        #[arg(long)]
+        gpu: bool,
+    },
     /// A whole default-model job: load, generate a clip with sound, encode MP4 + WAV.
     Nano {
         /// Clip length in seconds.
@@ -451,6 +473,16 @@ pub fn run(cli: Cli) -> CliResult {
                     gpu,
                 },
         } => tools::bench_dit(&dtype, hidden, repeats, gpu),
+        Command::Bench {
+            command:
+                BenchCommand::Codec {
+                    stage,
+                    seconds,
+                    size,
+                    dtype,
+                    gpu,
+                },
+        } => tools::bench_codec(&stage, seconds, &size, &dtype, gpu),
         Command::Bench {
             command:
                 BenchCommand::Nano {

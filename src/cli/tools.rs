@@ -6,7 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device};
 
 use super::{CliError, CliResult};
-use crate::engine::bench::{bench_dit_layer, DitBench};
+use crate::engine::bench::{
+    bench_dit_layer, codec_latent_frames, codec_video_frames, gib, reset_peak_rss, rss_bytes,
+    DitBench,
+};
 use crate::engine::golden::{self, CaseError};
 use crate::engine::registry::{Registry, WeightSearch};
 use crate::jobs::{self, CancelToken, RunOptions};
@@ -109,16 +112,7 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
         dev
     );
     for name in dtypes {
-        let dtype = match name.as_str() {
-            "f32" => DType::F32,
-            "bf16" => DType::BF16,
-            "f16" => DType::F16,
-            other => {
-                return Err(CliError::bad_input(format!(
-                    "--dtype {other}: allowed f32, bf16, f16"
-                )))
-            }
-        };
+        let dtype = parse_dtype(name)?;
         let b = DitBench {
             hidden,
             repeats,
@@ -132,6 +126,192 @@ pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) ->
             r.gflops,
             b.flops() / 1e9
         );
+    }
+    Ok(())
+}
+
+/// `--dtype` of the benches.
+fn parse_dtype(name: &str) -> Result<DType, CliError> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(CliError::bad_input(format!(
+            "--dtype {other}: allowed f32, bf16, f16"
+        ))),
+    }
+}
+
+/// A stage of `bench codec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecStage {
+    Wan22Decode,
+    Wan22Encode,
+    TurboDecode,
+    AudioDecode,
+    AudioEncode,
+    T5gemmaLayer,
+}
+
+impl CodecStage {
+    /// Every stage, in the order `bench codec` runs them by default.
+    pub const ALL: [CodecStage; 6] = [
+        CodecStage::Wan22Decode,
+        CodecStage::Wan22Encode,
+        CodecStage::TurboDecode,
+        CodecStage::AudioDecode,
+        CodecStage::AudioEncode,
+        CodecStage::T5gemmaLayer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecStage::Wan22Decode => "wan22-decode",
+            CodecStage::Wan22Encode => "wan22-encode",
+            CodecStage::TurboDecode => "turbo-decode",
+            CodecStage::AudioDecode => "audio-decode",
+            CodecStage::AudioEncode => "audio-encode",
+            CodecStage::T5gemmaLayer => "t5gemma-layer",
+        }
+    }
+}
+
+/// `--stage` of `bench codec`: names in the order given (empty: every stage).
+fn parse_stages(names: &[String]) -> Result<Vec<CodecStage>, CliError> {
+    if names.is_empty() {
+        return Ok(CodecStage::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            let n = n.trim();
+            CodecStage::ALL
+                .into_iter()
+                .find(|s| s.name() == n)
+                .ok_or_else(|| {
+                    let allowed: Vec<&str> = CodecStage::ALL.iter().map(|s| s.name()).collect();
+                    CliError::bad_input(format!("--stage {n}: allowed {}", allowed.join(", ")))
+                })
+        })
+        .collect()
+}
+
+/// `--size WxH` of `bench codec`: `(width, height)` in pixels, both positive multiples of 16.
+fn parse_size(s: &str) -> Result<(usize, usize), CliError> {
+    let bad = || {
+        CliError::bad_input(format!(
+            "--size {s}: allowed WxH in pixels, both positive multiples of 16 (e.g. 448x256)"
+        ))
+    };
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: usize = w.trim().parse().map_err(|_| bad())?;
+    let h: usize = h.trim().parse().map_err(|_| bad())?;
+    if w == 0 || h == 0 || w % 16 != 0 || h % 16 != 0 {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// The codecs and the text encoder at the released widths with random weights, stage by
+/// stage: the measurement on stdout (one line each), what is run on stderr. Each stage's peak
+/// RSS is its own: the kernel's mark is reset before it (Linux).
+pub fn bench_codec(
+    stages: &[String],
+    seconds: f64,
+    size: &str,
+    dtype_name: &str,
+    gpu: bool,
+) -> CliResult {
+    use crate::engine::models::{sa_audio, t5gemma, turbo_vae, wan22_vae};
+    let stages = parse_stages(stages)?;
+    let (w, h) = parse_size(size)?;
+    let dtype = parse_dtype(dtype_name)?;
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(CliError::bad_input(format!(
+            "--seconds {seconds}: allowed a positive number of seconds"
+        )));
+    }
+    let dev = if gpu { gpu_device()? } else { Device::Cpu };
+    let frames = codec_video_frames(seconds);
+    let t = codec_latent_frames(frames);
+    let (lh, lw) = (h / 16, w / 16);
+    let audio_frames = sa_audio::bench::latent_frames(seconds as f32);
+    let host = if gpu { " (peak RSS: host memory)" } else { "" };
+    eprintln!("bench codec: random weights at released widths, {dev:?} {dtype_name}{host}");
+    for stage in stages {
+        let name = stage.name();
+        let what = match stage {
+            CodecStage::Wan22Decode => format!(
+                "Wan2.2 VAE decoder (TI2V-5B), latent [1, 48, {t}, {lh}, {lw}] -> {frames} \
+                 frames of {w}x{h}"
+            ),
+            CodecStage::Wan22Encode => format!(
+                "Wan2.2 VAE encoder (TI2V-5B), {frames} frames of {w}x{h} -> latent [1, 48, \
+                 {t}, {lh}, {lw}]"
+            ),
+            CodecStage::TurboDecode => format!(
+                "TurboVAED (turbo_v3 tiny shallow 7/7), latent [1, 48, {t}, {lh}, {lw}] -> \
+                 {frames} frames of {w}x{h}"
+            ),
+            CodecStage::AudioDecode => format!(
+                "Stable Audio Open 1.0 VAE decoder, {seconds} s ({audio_frames} latent frames)"
+            ),
+            CodecStage::AudioEncode => format!(
+                "Stable Audio Open 1.0 VAE encoder, {seconds} s ({audio_frames} latent frames)"
+            ),
+            CodecStage::T5gemmaLayer => {
+                "one T5Gemma-9B encoder layer, 640 tokens, a warm-up then 2 timed".into()
+            }
+        };
+        let reset = reset_peak_rss();
+        eprintln!(
+            "bench codec: {name}: {what}; RSS at start {:.2} GiB{}",
+            gib(rss_bytes()),
+            if reset {
+                ""
+            } else {
+                " (peak RSS not reset: it is the process's)"
+            }
+        );
+        let line = match stage {
+            CodecStage::Wan22Decode => wan22_vae::bench_decode(
+                &wan22_vae::Config::wan22_ti2v_5b(),
+                (t, lh, lw),
+                dtype,
+                &dev,
+            )
+            .map(|r| r.to_string()),
+            CodecStage::Wan22Encode => wan22_vae::bench_encode(
+                &wan22_vae::Config::wan22_ti2v_5b(),
+                (frames, h, w),
+                dtype,
+                &dev,
+            )
+            .map(|r| r.to_string()),
+            CodecStage::TurboDecode => turbo_vae::bench_decode(
+                &turbo_vae::Config::turbo_v3_wan22_tiny_shallow_7_7(),
+                (t, lh, lw),
+                dtype,
+                &dev,
+            )
+            .map(|r| r.to_string()),
+            CodecStage::AudioDecode => {
+                sa_audio::bench::bench_decode(seconds as f32, dtype, &dev).map(|r| r.to_string())
+            }
+            CodecStage::AudioEncode => {
+                sa_audio::bench::bench_encode(seconds as f32, dtype, &dev).map(|r| r.to_string())
+            }
+            CodecStage::T5gemmaLayer => t5gemma::bench_encoder_layer(
+                &t5gemma::Config::t5gemma_9b_9b_ul2_encoder(),
+                t5gemma::TARGET_LENGTH,
+                2,
+                dtype,
+                &dev,
+            )
+            .map(|r| r.to_string()),
+        }
+        .map_err(|e| CliError::runtime(format!("bench codec {name}: {e}")))?;
+        println!("{name} {dtype_name}: {line}");
     }
     Ok(())
 }
@@ -263,4 +443,73 @@ pub fn eval_nano(
         eprintln!("eval nano: wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn codec_stages_default_to_all_in_order_and_name_the_allowed_ones() {
+        assert_eq!(parse_stages(&[]).unwrap(), CodecStage::ALL);
+        assert_eq!(
+            parse_stages(&names(&["audio-encode", "wan22-decode"])).unwrap(),
+            [CodecStage::AudioEncode, CodecStage::Wan22Decode]
+        );
+        let all: Vec<&str> = CodecStage::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            all,
+            [
+                "wan22-decode",
+                "wan22-encode",
+                "turbo-decode",
+                "audio-decode",
+                "audio-encode",
+                "t5gemma-layer"
+            ]
+        );
+        let e = parse_stages(&names(&["audio-decode", "vae"])).unwrap_err();
+        assert_eq!(e.code, crate::cli::EXIT_BAD_INPUT);
+        let msg = e.error.to_string();
+        assert!(
+            msg.starts_with("--stage vae: allowed wan22-decode, "),
+            "{msg}"
+        );
+        assert!(msg.ends_with("t5gemma-layer"), "{msg}");
+    }
+
+    #[test]
+    fn codec_size_is_wxh_in_multiples_of_16() {
+        assert_eq!(parse_size("448x256").unwrap(), (448, 256));
+        assert_eq!(parse_size("1280X720").unwrap(), (1280, 720));
+        for bad in [
+            "448", "447x256", "448x250", "0x256", "x", "448x", "-16x16", "a x b",
+        ] {
+            let e = parse_size(bad).unwrap_err();
+            assert_eq!(e.code, crate::cli::EXIT_BAD_INPUT, "{bad}");
+            assert!(e.error.to_string().starts_with("--size "), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bench_dtype_names_the_allowed_values() {
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        let e = parse_dtype("f64").unwrap_err();
+        assert_eq!(e.code, crate::cli::EXIT_BAD_INPUT);
+        assert_eq!(e.error.to_string(), "--dtype f64: allowed f32, bf16, f16");
+    }
+
+    #[test]
+    fn bad_codec_flags_fail_before_any_model_runs() {
+        let e = bench_codec(&names(&["nope"]), 5.0, "448x256", "f32", false).unwrap_err();
+        assert_eq!(e.code, crate::cli::EXIT_BAD_INPUT);
+        let e = bench_codec(&[], 0.0, "448x256", "f32", false).unwrap_err();
+        assert!(e.error.to_string().starts_with("--seconds 0"));
+        let e = bench_codec(&[], 5.0, "448x256", "f8", false).unwrap_err();
+        assert!(e.error.to_string().starts_with("--dtype f8"));
+    }
 }

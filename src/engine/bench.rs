@@ -200,6 +200,47 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Frees what the allocator keeps of released memory (glibc `malloc_trim`), then resets the
+/// kernel's peak-RSS mark to the current RSS (writes `5` to `/proc/self/clear_refs`, Linux
+/// 4.0+), so the next [`peak_rss_bytes`] is the peak of what runs in between. Returns whether
+/// the mark was reset; elsewhere, or without the permission, the peak stays the process's.
+pub fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The process's resident set now (`VmRSS` of `/proc/self/status`; Linux only).
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Frame rate of the codec benchmarks' clips (MagiHuman's native rate).
+pub const CODEC_FPS: f64 = 24.0;
+
+/// Video frames of a `seconds` clip at [`CODEC_FPS`] as the Wan2.2 latent covers it:
+/// `round(seconds * 24) + 1`, rounded down to the form `4k + 1` (5 s: 121 frames).
+pub fn codec_video_frames(seconds: f64) -> usize {
+    let f = (seconds.max(0.0) * CODEC_FPS).round() as usize + 1;
+    f - (f - 1) % 4
+}
+
+/// Latent frames of `frames` video frames (`1 + 4k` → `1 + k`; 121 → 31).
+pub fn codec_latent_frames(frames: usize) -> usize {
+    frames.saturating_sub(1) / 4 + 1
+}
+
+/// Peak RSS as GiB for a report line (0 where unknown).
+pub fn gib(bytes: Option<u64>) -> f64 {
+    bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+}
+
 /// One timed video decode with random weights (Wan2.2 VAE, TurboVAED).
 #[derive(Debug, Clone)]
 pub struct VideoDecodeBench {
@@ -230,7 +271,7 @@ impl std::fmt::Display for VideoDecodeBench {
             self.latent_dims,
             self.video_dims,
             self.decode_s,
-            self.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+            gib(self.peak_rss_bytes)
         )
     }
 }
@@ -263,4 +304,34 @@ pub fn time_video_decode(
         per_chunk_s,
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_frames_take_the_form_4k_plus_1() {
+        assert_eq!(codec_video_frames(5.0), 121);
+        assert_eq!(codec_latent_frames(121), 31);
+        assert_eq!(codec_video_frames(1.0), 25);
+        assert_eq!(codec_latent_frames(25), 7);
+        // 2.1 s: round(50.4) + 1 = 51 → 49.
+        assert_eq!(codec_video_frames(2.1), 49);
+        assert_eq!(codec_video_frames(0.0), 1);
+        assert_eq!(codec_latent_frames(1), 1);
+        for s in [0.1, 0.5, 1.3, 3.7, 10.0] {
+            assert_eq!((codec_video_frames(s) - 1) % 4, 0, "{s} s");
+        }
+    }
+
+    #[test]
+    fn peak_rss_reset_is_harmless() {
+        // On Linux the mark drops to the current RSS; elsewhere nothing happens.
+        let _ = reset_peak_rss();
+        let now = rss_bytes();
+        if let (Some(now), Some(peak)) = (now, peak_rss_bytes()) {
+            assert!(peak >= now, "peak {peak} below RSS {now}");
+        }
+    }
 }

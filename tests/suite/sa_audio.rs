@@ -1,4 +1,5 @@
-//! Golden parity for the audio VAE (decode, encode) and the final resampler.
+//! Golden parity for the audio VAE (decode, encode) and the final resampler. Their timings at
+//! the released widths are `happyhorse bench codec --stage audio-decode,audio-encode`.
 
 use candle_core::{DType, Device};
 use happyhorse::engine::models::sa_audio::run_golden_case;
@@ -57,40 +58,4 @@ fn unbatched_decode_matches_batched() {
         .unwrap();
     assert_eq!(diff, 0.0);
     assert_eq!(model.hop_length(), 32);
-}
-
-/// Process CPU seconds (user + system), to read timings on a busy shared machine.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// `HH_BENCH_SECONDS=5 cargo test --test sa_audio bench_decode -- --ignored --nocapture`.
-/// The hot loops of this crate need optimising too: add `CARGO_PROFILE_TEST_OPT_LEVEL=3`
-/// (or use `--release`).
-#[test]
-#[ignore]
-fn bench_decode() {
-    let secs: f32 = std::env::var("HH_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5.0);
-    let cpu0 = cpu_seconds();
-    let r = happyhorse::engine::models::sa_audio::bench::bench_decode(secs, &Device::Cpu).unwrap();
-    println!(
-        "{r:?}; process cpu {:.1}s incl. random init",
-        cpu_seconds() - cpu0
-    );
 }

@@ -1,12 +1,13 @@
 //! Parity of the T5Gemma encoder port against the reference goldens (tests/fixtures, copied from
-//! shared/goldens/t5gemma_encoder): every expected tensor within its case tolerance.
+//! shared/goldens/t5gemma_encoder): every expected tensor within its case tolerance. One
+//! released-width layer is timed by `happyhorse bench codec --stage t5gemma-layer`.
 
 use candle::{DType, Device, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
 use happyhorse::engine::models::t5gemma::{
-    bench_layer, pad_or_trim, run_golden_case, Config, PromptTokenizer, T5GemmaEncoder,
-    T5GemmaTextEncoder, WindowRule,
+    pad_or_trim, run_golden_case, Config, PromptTokenizer, T5GemmaEncoder, T5GemmaTextEncoder,
+    WindowRule,
 };
 
 use crate::common::{assert_all_close, case_json, compare, fixture, load_tensors, tolerance};
@@ -132,16 +133,6 @@ fn tokenizer_json_gives_ids_with_special_tokens() {
     std::fs::write(&path, json.to_string()).unwrap();
     let tok = PromptTokenizer::from_file(&path).unwrap();
     assert_eq!(tok.encode("a horse").unwrap(), [2, 3, 4]);
-}
-
-/// Released width (google/t5gemma-9b-9b-ul2 encoder), one layer, 640 tokens, CPU f32.
-/// `cargo test --test t5gemma -- --ignored --nocapture bench`
-#[test]
-#[ignore]
-fn bench_one_released_layer_cpu_f32() {
-    let cfg = Config::t5gemma_9b_9b_ul2_encoder();
-    let t = bench_layer(&cfg, 640, 2, DType::F32, &Device::Cpu).unwrap();
-    eprintln!("one T5Gemma-9B encoder layer, 640 tokens, CPU f32: {t:?}");
 }
 
 #[test]

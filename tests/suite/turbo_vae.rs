@@ -1,9 +1,7 @@
 //! Parity of the TurboVAED port against the reference goldens (tests/fixtures, copied from
 //! shared/goldens): every expected tensor, window outputs included, within the case tolerance.
-//! Plus an ignored CPU benchmark of a 256p 5 s clip at the released widths.
+//! The decode's timing at the released widths is `happyhorse bench codec --stage turbo-decode`.
 
-use candle::{DType, Device};
-use candle_core as candle;
 use happyhorse::engine::models::turbo_vae::{run_golden_case, Config, WindowPlan};
 
 use crate::common::{assert_all_close, case_json, fixture, load_tensors, tolerance};
@@ -45,25 +43,4 @@ fn window_plan_matches_the_case() {
         assert_eq!(w.trim_front, u(&e["trim_front_pixel_frames"]));
         assert_eq!(w.trim_back, u(&e["trim_back_pixel_frames"]));
     }
-}
-
-/// 256p 5 s clip (latent [1,48,32,16,28] → 125 frames of 256×448) at the released widths, random
-/// weights, CPU f32. `TURBO_BENCH_T` overrides the latent frames (e.g. 7 for one window).
-#[test]
-#[ignore = "benchmark: minutes on CPU; run with --ignored --nocapture"]
-fn bench_decode_256p_5s() {
-    let t: usize = std::env::var("TURBO_BENCH_T")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let cfg = Config::turbo_v3_wan22_tiny_shallow_7_7();
-    let r = happyhorse::engine::models::turbo_vae::bench_decode(
-        &cfg,
-        (t, 16, 28),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(r.video_dims, [1, 3, 4 * t - 3, 256, 448]);
-    eprintln!("{r}");
 }

@@ -1,6 +1,7 @@
 //! Parity of the Wan2.2 VAE port against the reference goldens (tests/fixtures, copied from
 //! shared/goldens): every expected tensor of the decode and encode cases within the case
-//! tolerance.
+//! tolerance. Decode and encode timings at the released widths are
+//! `happyhorse bench codec --stage wan22-decode,wan22-encode`.
 
 use candle::{DType, Device};
 use candle_core as candle;
@@ -24,35 +25,6 @@ fn decode_matches_reference() {
 #[test]
 fn encode_matches_reference() {
     check_case("wan22_vae_encode");
-}
-
-/// Decode time and peak RSS at the released widths (c_dim 160, dec_dim 256) with random
-/// weights, on CPU in f32. Defaults to a 256p (256×448) latent of 2 frames; set
-/// WAN22_BENCH_T=31 for the full 5 s clip (121 frames). Run alone, in release:
-/// `cargo test --release --test wan22_vae bench -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bench_decode_256p() {
-    use happyhorse::engine::models::wan22_vae::{bench_decode, Config};
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (t, h, w) = (
-        env("WAN22_BENCH_T", 2),
-        env("WAN22_BENCH_H", 16),
-        env("WAN22_BENCH_W", 28),
-    );
-    let r = bench_decode(
-        &Config::wan22_ti2v_5b(),
-        (t, h, w),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    eprintln!("{r}");
 }
 
 /// Causality, as the pipeline relies on it: an image encodes to the first latent frame of its
@@ -86,7 +58,7 @@ fn encode_is_causal_and_drops_trailing_frames() {
 /// conv2d per temporal tap (summed) against time taps stacked on channels with one GEMM per
 /// spatial tap. A released-width layer of the 1/4-resolution decoder stage (256 channels,
 /// 3x3x3) on 4 frames of a 256p clip, side by side in one run.
-/// `cargo test --test wan22_vae bench_conv -- --ignored --nocapture`.
+/// `cargo test --test suite wan22_vae::bench_conv -- --ignored --nocapture`.
 #[test]
 #[ignore = "benchmark"]
 fn bench_conv_tap_gemm_vs_conv2d_per_tap() {

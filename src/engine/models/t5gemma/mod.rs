@@ -6,11 +6,13 @@
 //! `T5GemmaTextEncoder::new(&Config::from_hf_file(config.json)?, vb)` where `vb` covers the
 //! checkpoint (`crate::engine::weights::load_var_builder`), then `encode_padded(ids, 640)`.
 
+pub mod bench;
 mod case;
 mod config;
 mod encoder;
 mod text_encoder;
 
+pub use bench::{bench_encoder_layer, LayerBench};
 pub use case::{run_golden_case, COMPONENT};
 pub use config::{Config, LayerType, RopeParameters, WindowRule};
 pub use encoder::{bench_layer, RmsNorm, Rope, T5GemmaEncoder};

@@ -1,5 +1,5 @@
 //! Decode timing and peak memory of TurboVAED at any width, with random weights (no checkpoint
-//! needed).
+//! needed). `happyhorse bench codec --stage turbo-decode` runs it at the released widths.
 
 use candle::{DType, Device, Result, Tensor};
 use candle_core as candle;

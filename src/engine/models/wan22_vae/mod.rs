@@ -22,7 +22,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod vae;
 
-pub use bench::bench_decode;
+pub use bench::{bench_decode, bench_encode, VideoEncodeBench};
 pub use case::run_golden_case;
 pub use config::{Config, LATENT_MEAN, LATENT_STD};
 pub use vae::{patchify, unpatchify, Wan22VaeDecoder, Wan22VaeEncoder};

@@ -170,6 +170,17 @@ impl Wan22VaeEncoder {
     /// `[B, 48, 1+(T-1)/4, H/16, W/16]` of `video` `[B, 3, T, H, W]` in [-1, 1]. As in the
     /// reference, frames past the last `1+4k` are dropped.
     pub fn encode_mu_raw(&self, video: &Tensor) -> Result<Tensor> {
+        self.encode_mu_raw_with(video, |_| Ok(()))
+    }
+
+    /// [`Self::encode_mu_raw`], handing `on_chunk` the encoder's output for each chunk of video
+    /// as it is computed (`[B, 1, 96, H/16, W/16]`, frame-major: the first chunk is 1 frame,
+    /// the others 4), e.g. to time them. The result is the same.
+    pub fn encode_mu_raw_with(
+        &self,
+        video: &Tensor,
+        mut on_chunk: impl FnMut(&Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let (_, c, t, h, w) = video.dims5()?;
         if c * 4 != PATCHED_CHANNELS || t == 0 || h % SPATIAL_STRIDE != 0 || w % SPATIAL_STRIDE != 0
         {
@@ -189,10 +200,11 @@ impl Wan22VaeEncoder {
             } else {
                 (1 + TEMPORAL_STRIDE * (i - 1), TEMPORAL_STRIDE)
             };
-            outs.push(
-                self.encoder
-                    .forward_chunk(&x.narrow(1, start, len)?, &mut cache)?,
-            );
+            let out = self
+                .encoder
+                .forward_chunk(&x.narrow(1, start, len)?, &mut cache)?;
+            on_chunk(&out)?;
+            outs.push(out);
         }
         let stats = self.conv1.forward(&Tensor::cat(&outs, 1)?)?;
         stats
