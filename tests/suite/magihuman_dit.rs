@@ -322,7 +322,7 @@ fn half_precision_tracks_golden() {
 
 /// One transformer layer on CPU at a width from the environment (defaults: hidden 1024,
 /// head_dim 128, 8 q heads, 2 kv groups, 3860 tokens, expert layer). The released width is
-/// `HH_BENCH_HIDDEN=5120 HH_BENCH_KV=8`. Run with `cargo test --test magihuman_dit -- --ignored`.
+/// `HH_BENCH_HIDDEN=5120 HH_BENCH_KV=8`. Run with `cargo test --test suite magihuman_dit -- --ignored`.
 #[test]
 #[ignore]
 fn bench_transformer_layer() {
