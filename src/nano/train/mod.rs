@@ -270,7 +270,10 @@ fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
         let t = var.as_tensor();
         let dims = t.dims().to_vec();
         let n = t.elem_count();
-        let values: Vec<f32> = if name.ends_with("rope.bands") {
+        let values: Vec<f32> = if name.ends_with("chunk_gain.bias") {
+            // Open gates at the start: a gain that starts closed everywhere gets no gradient.
+            vec![1.0; n]
+        } else if name.ends_with("rope.bands") {
             (0..n)
                 .map(|k| 1.0 / 100f32.powf(k as f32 / n as f32))
                 .collect()

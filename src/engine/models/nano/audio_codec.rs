@@ -5,6 +5,11 @@
 //! overlap-added, which lets the decoder cross-fade instead of clicking at frame edges. Each
 //! window is cut into chunks that share one small linear (a strided 1-D conv without im2col),
 //! then an MLP maps the chunk features to the latent and back.
+//!
+//! With `chunk_gain`, each decoded chunk (6.25 ms at 16 kHz) is a waveform times a gain
+//! `relu(g)` read from the same chunk features: silence is an exact zero rather than a hum
+//! the decoder's biases leave, and a hit's attack is a gain step at the chunk where it
+//! starts, not a slope the waveform MLP has to draw.
 
 use candle::{Module, Result, Tensor};
 use candle_core as candle;
@@ -60,6 +65,7 @@ pub struct AudioDecoder {
     inp: Linear,
     hidden: Linear,
     chunk_out: Linear,
+    chunk_gain: Option<Linear>,
     cfg: AudioCodecConfig,
 }
 
@@ -70,6 +76,11 @@ impl AudioDecoder {
             inp: linear(cfg.latent_channels, cfg.hidden, vb.pp("inp"))?,
             hidden: linear(cfg.hidden, n * cfg.chunk_features, vb.pp("hidden"))?,
             chunk_out: linear(cfg.chunk_features, cfg.chunk, vb.pp("chunk_out"))?,
+            chunk_gain: if cfg.chunk_gain {
+                Some(linear(cfg.chunk_features, 1, vb.pp("chunk_gain"))?)
+            } else {
+                None
+            },
             cfg: cfg.clone(),
         })
     }
@@ -83,10 +94,12 @@ impl AudioDecoder {
         let hop = self.cfg.hop;
         let x = self.inp.forward(&latent.squeeze(0)?)?.silu()?;
         let x = self.hidden.forward(&x)?.silu()?;
-        let win = x
-            .reshape((na * chunks(&self.cfg), self.cfg.chunk_features))?
-            .apply(&self.chunk_out)?
-            .reshape((na, 2 * hop))?;
+        let feats = x.reshape((na * chunks(&self.cfg), self.cfg.chunk_features))?;
+        let mut win = feats.apply(&self.chunk_out)?;
+        if let Some(gain) = &self.chunk_gain {
+            win = win.broadcast_mul(&feats.apply(gain)?.relu()?)?;
+        }
+        let win = win.reshape((na, 2 * hop))?;
         // Overlap-add: block j = first half of window j + second half of window j-1.
         let first = win.narrow(1, 0, hop)?;
         let second = win

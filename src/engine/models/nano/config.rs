@@ -32,6 +32,11 @@ pub struct AudioCodecConfig {
     pub chunk: usize,
     pub chunk_features: usize,
     pub hidden: usize,
+    /// The decoder scales each chunk's waveform by a non-negative gain of its own
+    /// ([`super::audio_codec`]): silence is exactly zero and an attack can start on any
+    /// chunk. Off in configs written before the gain existed.
+    #[serde(default)]
+    pub chunk_gain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +149,7 @@ impl NanoConfig {
                 chunk: 100,
                 chunk_features: 32,
                 hidden: 256,
+                chunk_gain: true,
             },
             text: TextEncoderConfig {
                 vocab_size,
