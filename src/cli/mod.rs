@@ -205,6 +205,10 @@ pub enum EvalCommand {
         /// Also write every judged clip to this folder as MP4, to look at.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Frame rate of the judged clips, and so the unit of the sync target (one frame).
+        /// At the model's native rate (8 for Nano) no frame is repeated.
+        #[arg(long, default_value_t = 24)]
+        fps: u32,
     },
 }
 
@@ -501,8 +505,25 @@ pub fn run(cli: Cli) -> CliResult {
                     source,
                     json,
                     dump,
+                    fps,
                 },
-        } => tools::eval_nano(model_dir, scenes, seed, steps, &source, json, dump),
+        } => {
+            let source = match source.as_str() {
+                "codec" => crate::nano::eval::Source::Codec,
+                "world" => crate::nano::eval::Source::World,
+                _ => crate::nano::eval::Source::Model,
+            };
+            let cfg = crate::nano::eval::EvalConfig {
+                scenes_per_split: scenes,
+                seed,
+                steps,
+                source,
+                dump,
+                fps,
+                ..crate::nano::eval::EvalConfig::new(model_dir)
+            };
+            tools::eval_nano(cfg, json)
+        }
         Command::Train {
             command:
                 TrainCommand::Nano {

@@ -401,21 +401,8 @@ pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
     Ok(())
 }
 
-pub fn eval_nano(
-    model_dir: std::path::PathBuf,
-    scenes: usize,
-    seed: u64,
-    steps: Option<usize>,
-    source: &str,
-    json: Option<std::path::PathBuf>,
-    dump: Option<std::path::PathBuf>,
-) -> CliResult {
-    use crate::nano::eval::Source;
-    let source = match source {
-        "codec" => Source::Codec,
-        "world" => Source::World,
-        _ => Source::Model,
-    };
+pub fn eval_nano(cfg: crate::nano::eval::EvalConfig, json: Option<std::path::PathBuf>) -> CliResult {
+    let model_dir = &cfg.model_dir;
     if !model_dir.join("model.safetensors").is_file() {
         return Err(CliError::new(
             super::EXIT_MODEL_MISSING,
@@ -425,14 +412,6 @@ pub fn eval_nano(
             ),
         ));
     }
-    let cfg = crate::nano::eval::EvalConfig {
-        scenes_per_split: scenes,
-        seed,
-        steps,
-        source,
-        dump,
-        ..crate::nano::eval::EvalConfig::new(model_dir)
-    };
     let report = crate::nano::eval::run(cfg, &mut |p| {
         eprintln!("eval nano: {}/{}", p.done, p.total);
     })

@@ -207,3 +207,44 @@ fn scattered_colour_is_not_an_object() {
     let a = analyze_video(&frames, 24.0, Some(Background::Studio)).unwrap();
     assert_eq!(a.color, Some(Color::Red));
 }
+
+/// Nano makes 8 fps and is shown at 24 by holding the nearest picture: contacts are timed on
+/// the pictures made, within a frame of the shown rate.
+#[test]
+fn contacts_of_a_clip_held_from_8_to_24_fps_are_timed_on_its_pictures() {
+    let (mut errors, mut contacts) = (Vec::new(), 0);
+    for (i, scene) in contact_scenes(18) {
+        let (w, h) = SIZES[i % 3];
+        let made = render_video(&scene, w, h, 8.0, 3.0);
+        let shown: Vec<_> = (0..72)
+            .map(|j| made[((j as f32 / 3.0).round() as usize).min(made.len() - 1)].clone())
+            .collect();
+        assert_eq!(video::held(&shown), (3, 0), "scene {i}");
+        let truth = ground_truth(&scene, w, h, 8.0, 3.0);
+        contacts += truth.impacts.len();
+        let a = analyze_video(&shown, 24.0, Some(scene.background)).unwrap();
+        for v in &a.impacts_s {
+            let err = truth
+                .impacts
+                .iter()
+                .map(|c| (c.time_s - v).abs())
+                .fold(f32::MAX, f32::min);
+            errors.push(err * 1000.0);
+        }
+    }
+    errors.sort_by(f32::total_cmp);
+    let p90 = errors[(errors.len() * 9 / 10).min(errors.len() - 1)];
+    eprintln!(
+        "held 8 -> 24 fps: {}/{contacts} contacts seen, p90 |error| {p90:.1} ms",
+        errors.len()
+    );
+    assert!(errors.len() * 100 >= contacts * 80, "{}/{contacts}", errors.len());
+    assert!(p90 <= FRAME_MS, "p90 {p90} ms");
+}
+
+#[test]
+fn a_clip_made_at_its_shown_rate_holds_nothing() {
+    let (_, scene) = contact_scenes(1).next().unwrap();
+    let frames = render_video(&scene, 64, 64, 24.0, 2.0);
+    assert_eq!(video::held(&frames), (1, 0));
+}

@@ -286,12 +286,46 @@ pub fn analyze_video(
     out.shape = classify_shape(&out.track, w, h);
     out.motion = classify_motion(&out.track, w, h);
     if matches!(out.motion, Some(Motion::Bounce | Motion::Fall)) {
-        out.impacts_s = contacts(&out.track, w.min(h) as f32)
+        // Contacts are timed on the pictures the clip was made of: a held frame adds no
+        // sample of the trajectory, and arcs through repeats bend wrong.
+        let (k, first) = held(frames);
+        let made: Vec<Option<Detection>> = out.track.iter().skip(first).step_by(k).copied().collect();
+        out.impacts_s = contacts(&made, w.min(h) as f32)
             .into_iter()
-            .map(|f| f / fps)
+            .map(|f| (first as f32 + f * k as f32) / fps)
             .collect();
     }
     Ok(out)
+}
+
+/// How a clip shown at a higher rate than it was made at holds its pictures: `(k, first)`
+/// when each picture stays for `k` frames (a picture changes only at indices that are equal
+/// modulo `k`) and `first` is the middle frame of the first whole picture shown, as a
+/// nearest-frame retimer shows it (Nano makes 8 fps; shown at 24, each picture holds 3
+/// frames centred on its own time). `(1, 0)` when pictures change at no common interval.
+pub fn held(frames: &[Frame]) -> (usize, usize) {
+    let changes: Vec<usize> = (1..frames.len())
+        .filter(|&i| frames[i].rgb != frames[i - 1].rgb)
+        .collect();
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let k = changes
+        .windows(2)
+        .map(|p| p[1] - p[0])
+        .fold(0, gcd);
+    // At least three changes, all at a common interval (an object at rest repeats its
+    // picture, so some steps of the interval may show no change).
+    if changes.len() < 3 || k < 2 {
+        return (1, 0);
+    }
+    let phase = changes[0] % k;
+    // Picture n spans [phase + (n-1)k, phase + nk); its middle frame:
+    let middle = (phase + (k - 1) / 2) % k;
+    (k, middle)
 }
 
 /// An upright triangle is narrow at the top (taper ≈ 0.3, against ≈ 1 for the others); a
