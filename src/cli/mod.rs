@@ -224,8 +224,12 @@ pub enum TrainCommand {
         smoke: bool,
         #[arg(long)]
         seed: Option<u64>,
+        /// Steps of the video codec.
         #[arg(long)]
         codec_steps: Option<usize>,
+        /// Steps of the audio codec (trained alongside the video codec, for longer).
+        #[arg(long)]
+        audio_codec_steps: Option<usize>,
         #[arg(long)]
         dit_steps: Option<usize>,
         #[arg(long)]
@@ -531,6 +535,7 @@ pub fn run(cli: Cli) -> CliResult {
                     smoke,
                     seed,
                     codec_steps,
+                    audio_codec_steps,
                     dit_steps,
                     batch,
                     dit_lr,
@@ -549,6 +554,7 @@ pub fn run(cli: Cli) -> CliResult {
             };
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.codec_steps = codec_steps.unwrap_or(cfg.codec_steps);
+            cfg.audio_codec_steps = audio_codec_steps.unwrap_or(cfg.audio_codec_steps);
             cfg.dit_steps = dit_steps.unwrap_or(cfg.dit_steps);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);

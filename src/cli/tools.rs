@@ -401,7 +401,10 @@ pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
     Ok(())
 }
 
-pub fn eval_nano(cfg: crate::nano::eval::EvalConfig, json: Option<std::path::PathBuf>) -> CliResult {
+pub fn eval_nano(
+    cfg: crate::nano::eval::EvalConfig,
+    json: Option<std::path::PathBuf>,
+) -> CliResult {
     let model_dir = &cfg.model_dir;
     if !model_dir.join("model.safetensors").is_file() {
         return Err(CliError::new(

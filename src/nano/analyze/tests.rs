@@ -238,7 +238,11 @@ fn contacts_of_a_clip_held_from_8_to_24_fps_are_timed_on_its_pictures() {
         "held 8 -> 24 fps: {}/{contacts} contacts seen, p90 |error| {p90:.1} ms",
         errors.len()
     );
-    assert!(errors.len() * 100 >= contacts * 80, "{}/{contacts}", errors.len());
+    assert!(
+        errors.len() * 100 >= contacts * 80,
+        "{}/{contacts}",
+        errors.len()
+    );
     assert!(p90 <= FRAME_MS, "p90 {p90} ms");
 }
 

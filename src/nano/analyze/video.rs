@@ -289,7 +289,8 @@ pub fn analyze_video(
         // Contacts are timed on the pictures the clip was made of: a held frame adds no
         // sample of the trajectory, and arcs through repeats bend wrong.
         let (k, first) = held(frames);
-        let made: Vec<Option<Detection>> = out.track.iter().skip(first).step_by(k).copied().collect();
+        let made: Vec<Option<Detection>> =
+            out.track.iter().skip(first).step_by(k).copied().collect();
         out.impacts_s = contacts(&made, w.min(h) as f32)
             .into_iter()
             .map(|f| (first as f32 + f * k as f32) / fps)
@@ -313,10 +314,7 @@ pub fn held(frames: &[Frame]) -> (usize, usize) {
         }
         a
     };
-    let k = changes
-        .windows(2)
-        .map(|p| p[1] - p[0])
-        .fold(0, gcd);
+    let k = changes.windows(2).map(|p| p[1] - p[0]).fold(0, gcd);
     // At least three changes, all at a common interval (an object at rest repeats its
     // picture, so some steps of the interval may show no change).
     if changes.len() < 3 || k < 2 {

@@ -55,9 +55,10 @@ impl AdamW {
         })
     }
 
-    /// One update at learning rate `lr` with the sum of `grads` (one store per clip, say,
-    /// added in the order given); returns the gradient norm before clipping.
-    pub fn step(&mut self, grads: &[GradStore], lr: f64) -> Result<f64> {
+    /// One update with the sum of `grads` (one store per clip, say, added in the order
+    /// given), each variable at the learning rate `lr(name)`; returns the gradient norm
+    /// before clipping.
+    pub fn step(&mut self, grads: &[GradStore], lr: &dyn Fn(&str) -> f64) -> Result<f64> {
         let p = self.params;
         let mut summed = Vec::with_capacity(self.state.len());
         let mut sq = 0f64;
@@ -83,7 +84,7 @@ impl AdamW {
         self.t += 1;
         let bc1 = 1.0 - p.beta1.powi(self.t as i32);
         let bc2 = 1.0 - p.beta2.powi(self.t as i32);
-        for ((_, var, m, v), g) in self.state.iter_mut().zip(summed) {
+        for ((name, var, m, v), g) in self.state.iter_mut().zip(summed) {
             // Detached (above): gradients carry the forward graph, and the moments outlive
             // the step.
             let Some(g) = g else {
@@ -95,6 +96,7 @@ impl AdamW {
             let m_hat = (&*m / bc1)?;
             let v_hat = (&*v / bc2)?;
             let upd = (m_hat / (v_hat.sqrt()? + p.eps)?)?;
+            let lr = lr(name);
             let theta = var.as_tensor();
             let next = ((theta * (1.0 - lr * p.weight_decay))? - (upd * lr)?)?;
             var.set(&next)?;

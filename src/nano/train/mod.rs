@@ -58,7 +58,14 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Use [`NanoConfig::tiny_for_tests`] instead of the shipped size.
     pub tiny: bool,
+    /// Steps of the video codec. The codec stage runs `max(codec_steps, audio_codec_steps)`
+    /// steps, each codec training (with its own learning-rate schedule) for its own count.
     pub codec_steps: usize,
+    /// Steps of the audio codec: a small MLP, ~50 ms a step against ~1 s for the video
+    /// codec, and far from done after the video codec's count (at 1200 steps the hits' attacks
+    /// come back 40 ms wide and most onsets are lost; at 4800 all are found).
+    #[serde(default)]
+    pub audio_codec_steps: usize,
     pub dit_steps: usize,
     /// Clips per optimizer step.
     pub batch: usize,
@@ -97,6 +104,12 @@ pub struct TrainConfig {
     pub dit_object_weight: f32,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
+    /// Weight of the audio codec's waveform MSE.
+    #[serde(default = "one_f32")]
+    pub codec_waveform_weight: f32,
+    /// Weight of the audio codec's log-spectrum L1 ([`spectral_l1`]).
+    #[serde(default = "one_f32")]
+    pub codec_spectral_weight: f32,
     /// Weight of the codec's log-energy envelope loss ([`envelope_l1`]), which teaches it the
     /// hits' attacks and true silence.
     pub codec_envelope_weight: f32,
@@ -136,6 +149,7 @@ impl TrainConfig {
             seed: 5,
             tiny: false,
             codec_steps: 1200,
+            audio_codec_steps: 12000,
             dit_steps: 6000,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -153,8 +167,10 @@ impl TrainConfig {
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             impact_weight: 4.0,
-            codec_envelope_weight: 0.2,
-            codec_onset_weight: 0.2,
+            codec_waveform_weight: 1.0,
+            codec_spectral_weight: 1.0,
+            codec_envelope_weight: 5.0,
+            codec_onset_weight: 1.0,
             stop_after: None,
             ema_decay: 0.999,
             codecs_from: None,
@@ -166,6 +182,7 @@ impl TrainConfig {
         Self {
             tiny: true,
             codec_steps: 12,
+            audio_codec_steps: 12,
             dit_steps: 12,
             batch: 1,
             codec_lr: 3e-3,
@@ -247,6 +264,10 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 
 fn one() -> usize {
     1
+}
+
+fn one_f32() -> f32 {
+    1.0
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -508,17 +529,34 @@ impl Run<'_> {
         SeededNoise::new(data::mix64(key))
     }
 
-    /// The codec stage's losses `[video, audio]` on one clip.
+    /// The codec stage's losses `[video, audio]` on one clip at step `step`; a codec past
+    /// its step count contributes a constant 0.
     fn codec_loss(
         &self,
         clip: &Clip,
+        step: usize,
         mut noise: SeededNoise,
         basis: &(Tensor, Tensor),
     ) -> candle::Result<[Tensor; 2]> {
+        let zero = || Tensor::zeros((), DType::F32, &self.dev);
+        let lv = if step < self.cfg.codec_steps {
+            self.video_codec_loss(clip, &mut noise)?
+        } else {
+            zero()?
+        };
+        let la = if step < self.cfg.audio_codec_steps {
+            self.audio_codec_loss(clip, &mut noise, basis)?
+        } else {
+            zero()?
+        };
+        Ok([lv, la])
+    }
+
+    fn video_codec_loss(&self, clip: &Clip, noise: &mut SeededNoise) -> candle::Result<Tensor> {
         let m = &self.model;
         let x = frames_tensor(clip, &self.dev)?;
         let z = m.video_encoder.encode(&x)?;
-        let zn = (&z + (noise_like(&mut noise, &z)? * 0.05)?)?;
+        let zn = (&z + (noise_like(noise, &z)? * 0.05)?)?;
         let y = m.video_decoder.decode(&zn)?;
         let wv = weights(
             &clip.object_mask,
@@ -527,11 +565,19 @@ impl Run<'_> {
             &self.dev,
         )?;
         let rec = weighted_mse(&y, &x, &wv)?;
-        let lv = (rec + (z.sqr()?.mean_all()? * 1e-3)?)?;
+        rec + (z.sqr()?.mean_all()? * 1e-3)?
+    }
 
+    fn audio_codec_loss(
+        &self,
+        clip: &Clip,
+        noise: &mut SeededNoise,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<Tensor> {
+        let m = &self.model;
         let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
         let za = m.audio_encoder.encode(&a)?;
-        let zan = (&za + (noise_like(&mut noise, &za)? * 0.05)?)?;
+        let zan = (&za + (noise_like(noise, &za)? * 0.05)?)?;
         let ya = m
             .audio_decoder
             .decode(&zan)?
@@ -549,12 +595,12 @@ impl Run<'_> {
         let mse = weighted_mse(&ya, &a, &wa)?;
         let (env, rise) = envelope_l1(&ya, &a, ENVELOPE_FRAME, &wa)?;
         let spec = spectral_l1(&ya.flatten_all()?, &a.flatten_all()?, basis)?;
-        let la = ((mse * 10.0)?
-            + (spec * 0.1)?
-            + (env * self.cfg.codec_envelope_weight as f64)?
-            + (rise * self.cfg.codec_onset_weight as f64)?
-            + (za.sqr()?.mean_all()? * 1e-3)?)?;
-        Ok([lv, la])
+        let c = self.cfg;
+        (mse * c.codec_waveform_weight as f64)?
+            + (spec * c.codec_spectral_weight as f64)?
+            + (env * c.codec_envelope_weight as f64)?
+            + (rise * c.codec_onset_weight as f64)?
+            + (za.sqr()?.mean_all()? * 1e-3)?
     }
 
     /// The DiT stage's flow-matching losses `[video, audio]` on one clip.
@@ -622,7 +668,9 @@ impl Run<'_> {
         let one = |k: usize| -> candle::Result<ClipGrads> {
             let clip = self.clip(stage, step, k);
             let [lv, la] = match stage {
-                Stage::Codec => self.codec_loss(&clip, self.noise(0xC0DE_C000, step, k), basis)?,
+                Stage::Codec => {
+                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?
+                }
                 Stage::Dit => self.dit_loss(&clip, self.noise(0xD17D_17D0, step, k))?,
             };
             let grads = ((&lv + &la)? / batch as f64)?.backward()?;
@@ -841,7 +889,11 @@ pub fn run(
     let mut session_steps = 0usize;
     'stages: for stage in [Stage::Codec, Stage::Dit] {
         let (total, base_lr, prefixes): (usize, f64, &[&str]) = match stage {
-            Stage::Codec => (cfg.codec_steps, cfg.codec_lr, &CODEC_PREFIXES),
+            Stage::Codec => (
+                cfg.codec_steps.max(cfg.audio_codec_steps),
+                cfg.codec_lr,
+                &CODEC_PREFIXES,
+            ),
             Stage::Dit => (cfg.dit_steps, cfg.dit_lr, &["dit.", "text_encoder."]),
         };
         if run.state.stage == Stage::Dit && stage == Stage::Codec {
@@ -878,7 +930,15 @@ pub fn run(
         while run.state.step < total {
             let step = run.state.step;
             let (grads, [lv, la]) = run.step_grads(stage, step, &basis)?;
-            opt.step(&grads, lr_at(base_lr, step, cfg.warmup_steps, total))?;
+            let lr = |name: &str| {
+                let steps = match stage {
+                    Stage::Codec if name.starts_with("audio_") => cfg.audio_codec_steps,
+                    Stage::Codec => cfg.codec_steps,
+                    Stage::Dit => total,
+                };
+                lr_at(base_lr, step, cfg.warmup_steps, steps)
+            };
+            opt.step(&grads, &lr)?;
             if let Some(ema) = &mut run.ema {
                 ema.update(step)?;
             }
