@@ -14,7 +14,8 @@ pub struct AdamWParams {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
-    /// Global gradient-norm clip; 0 disables it.
+    /// Gradient-norm clip, applied to each clip group's norm on its own (see
+    /// [`AdamW::with_clip_groups`]); 0 disables it.
     pub clip_norm: f64,
 }
 
@@ -34,6 +35,8 @@ impl Default for AdamWParams {
 pub struct AdamW {
     /// `(name, var, m, v)`, sorted by name so updates run in a fixed order.
     state: Vec<(String, Var, Tensor, Tensor)>,
+    /// Clip group of each entry of `state`.
+    groups: Vec<usize>,
     t: u64,
     pub params: AdamWParams,
 }
@@ -49,20 +52,30 @@ impl AdamW {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            groups: vec![0; state.len()],
             state,
             t: 0,
             params,
         })
     }
 
+    /// Clips the gradients of the variables `group(name)` puts together by their own norm,
+    /// so that models trained side by side (say two codecs with losses of different scales)
+    /// do not scale each other's steps. By default all variables form one group.
+    pub fn with_clip_groups(mut self, group: impl Fn(&str) -> usize) -> Self {
+        self.groups = self.state.iter().map(|(n, ..)| group(n)).collect();
+        self
+    }
+
     /// One update with the sum of `grads` (one store per clip, say, added in the order
     /// given), each variable at the learning rate `lr(name)`; returns the gradient norm
-    /// before clipping.
+    /// (of all groups together) before clipping.
     pub fn step(&mut self, grads: &[GradStore], lr: &dyn Fn(&str) -> f64) -> Result<f64> {
         let p = self.params;
         let mut summed = Vec::with_capacity(self.state.len());
-        let mut sq = 0f64;
-        for (_, var, _, _) in &self.state {
+        let n_groups = self.groups.iter().max().map_or(0, |g| g + 1);
+        let mut sq = vec![0f64; n_groups];
+        for ((_, var, _, _), &group) in self.state.iter().zip(&self.groups) {
             let mut total: Option<Tensor> = None;
             for g in grads.iter().filter_map(|s| s.get(var.as_tensor())) {
                 total = Some(match total {
@@ -71,26 +84,32 @@ impl AdamW {
                 });
             }
             if let Some(g) = &total {
-                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                sq[group] += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
             }
             summed.push(total);
         }
-        let norm = sq.sqrt();
-        let scale = if p.clip_norm > 0.0 && norm > p.clip_norm {
-            p.clip_norm / norm
-        } else {
-            1.0
-        };
+        let scales: Vec<f64> = sq
+            .iter()
+            .map(|s| {
+                let norm = s.sqrt();
+                if p.clip_norm > 0.0 && norm > p.clip_norm {
+                    p.clip_norm / norm
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         self.t += 1;
         let bc1 = 1.0 - p.beta1.powi(self.t as i32);
         let bc2 = 1.0 - p.beta2.powi(self.t as i32);
-        for ((name, var, m, v), g) in self.state.iter_mut().zip(summed) {
+        for (((name, var, m, v), g), &group) in self.state.iter_mut().zip(summed).zip(&self.groups)
+        {
             // Detached (above): gradients carry the forward graph, and the moments outlive
             // the step.
             let Some(g) = g else {
                 continue;
             };
-            let g = (g * scale)?;
+            let g = (g * scales[group])?;
             *m = ((&*m * p.beta1)? + (&g * (1.0 - p.beta1))?)?.detach();
             *v = ((&*v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?.detach();
             let m_hat = (&*m / bc1)?;
@@ -101,7 +120,7 @@ impl AdamW {
             let next = ((theta * (1.0 - lr * p.weight_decay))? - (upd * lr)?)?;
             var.set(&next)?;
         }
-        Ok(norm)
+        Ok(sq.iter().sum::<f64>().sqrt())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -129,6 +148,43 @@ impl AdamW {
             *v = get(&format!("v.{n}"))?.to_device(var.device())?;
         }
         self.t = get("t")?.to_vec1::<f32>()?.first().copied().unwrap_or(0.0) as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle::Device;
+
+    /// `b` after three steps where `a`'s gradient (if `a` is trained) swings by 500x.
+    fn train_b(with_a: bool, grouped: bool) -> Result<Vec<f32>> {
+        let dev = Device::Cpu;
+        let a = Var::new(&[1f32, -1.0], &dev)?;
+        let b = Var::new(&[0.5f32, 2.0], &dev)?;
+        let mut vars = vec![("b".to_string(), b.clone())];
+        if with_a {
+            vars.push(("a".to_string(), a.clone()));
+        }
+        let mut opt = AdamW::new(vars, AdamWParams::default())?;
+        if grouped {
+            opt = opt.with_clip_groups(|n| usize::from(n == "a"));
+        }
+        for (ca, cb) in [(1000f64, 3.0f64), (10.0, 2.0), (5000.0, 4.0)] {
+            let loss = ((a.as_tensor() * ca)?.sum_all()? + (b.as_tensor() * cb)?.sum_all()?)?;
+            opt.step(&[loss.backward()?], &|_| 0.1)?;
+        }
+        b.as_tensor().to_vec1::<f32>()
+    }
+
+    #[test]
+    fn a_clip_group_is_not_scaled_by_another_groups_gradient() -> Result<()> {
+        let alone = train_b(false, false)?;
+        assert_eq!(train_b(true, true)?, alone);
+        // One global norm: a's swings reweight b's steps, and b ends elsewhere.
+        let global = train_b(true, false)?;
+        let moved = alone.iter().zip(&global).any(|(x, y)| (x - y).abs() > 1e-3);
+        assert!(moved, "alone {alone:?} global {global:?}");
         Ok(())
     }
 }
