@@ -129,17 +129,20 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights, about 1 h 10 min on the 2-core
+    /// The recipe behind the committed `models/nano/` weights, about 1 h 40 min on the 2-core
     /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
-    /// - codecs: 1200 steps of 2 clips of 5-9 frames (~0.65 s/step, 13 min; 97 s on an H100);
-    /// - DiT: 4800 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9), ~0.65 s/step, about 52 min.
+    /// - codecs: the video codec 1200 steps of 2 clips of 5-9 frames (~1 s/step, 21 min), the
+    ///   audio codec beside it for 12000 steps (~20 ms/step once alone, 4 min), each clipped
+    ///   and scheduled on its own;
+    /// - DiT: 6000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
+    ///   default clip is 9), ~0.7 s/step with a worker per core, about 70 min; the export is
+    ///   the EMA of its weights.
     ///
     /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
     /// and its audio loss reads the loudness envelope in log energy (level and rise), which
-    /// is what makes silence silent and keeps the hits; the DiT weighs the objects' latent
-    /// cells and the hits' audio frames up 5x: without that, the few percent of the frame and
-    /// of the soundtrack that the prompt is about drown in background texture.
+    /// is what makes silence silent and keeps the hits' attacks; the DiT weighs the objects'
+    /// latent cells and the hits' audio frames up 5x: without that, the few percent of the
+    /// frame and of the soundtrack that the prompt is about drown in background texture.
     ///
     /// One frame size, 96x56 (16:9 at stride 8): the clips the product generates by default,
     /// so the little compute there is goes to the layout that is asked for most.
