@@ -209,6 +209,9 @@ pub enum EvalCommand {
         /// At the model's native rate (8 for Nano) no frame is repeated.
         #[arg(long, default_value_t = 24)]
         fps: u32,
+        /// Clip length in seconds (the setting: 4).
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f32,
     },
 }
 
@@ -510,6 +513,7 @@ pub fn run(cli: Cli) -> CliResult {
                     json,
                     dump,
                     fps,
+                    seconds,
                 },
         } => {
             let source = match source.as_str() {
@@ -524,6 +528,7 @@ pub fn run(cli: Cli) -> CliResult {
                 source,
                 dump,
                 fps,
+                duration_s: seconds,
                 ..crate::nano::eval::EvalConfig::new(model_dir)
             };
             tools::eval_nano(cfg, json)
