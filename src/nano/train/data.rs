@@ -83,6 +83,7 @@ pub struct ClipSampler {
     sample_rate: u32,
     sizes: Vec<(u32, u32)>,
     latent_frames: (usize, usize),
+    length_group: u64,
 }
 
 impl ClipSampler {
@@ -92,7 +93,16 @@ impl ClipSampler {
             sample_rate: cfg.sample_rate,
             sizes,
             latent_frames,
+            length_group: 1,
         }
+    }
+
+    /// Clips `index` with the same `index / group` share one drawn length: one optimizer
+    /// step's clips, so the workers differentiating them finish together (lengths drawn per
+    /// clip left one worker idle while the other finished a clip up to 4x longer).
+    pub fn with_length_group(mut self, group: usize) -> Self {
+        self.length_group = group.max(1) as u64;
+        self
     }
 
     /// Clip `index` of stream `tag` for a run `seed`: a training-split scene (never a held-out
@@ -102,7 +112,12 @@ impl ClipSampler {
         let scene = sample_train(key);
         let (w, h) = self.sizes[(index % self.sizes.len().max(1) as u64) as usize];
         let (lo, hi) = self.latent_frames;
-        let t = lo + (mix64(key ^ 1) % (hi - lo + 1) as u64) as usize;
+        let length_key = if self.length_group > 1 {
+            mix64(mix64(seed ^ tag.rotate_left(17)) ^ (index / self.length_group) ^ 0x1E47)
+        } else {
+            mix64(key ^ 1)
+        };
+        let t = lo + (length_key % (hi - lo + 1) as u64) as usize;
         let n = NanoConfig::pixel_frames(t);
         let duration = n as f32 / self.fps as f32;
         let frames = render_video(&scene, w as usize, h as usize, self.fps as f32, duration);
@@ -184,5 +199,17 @@ mod tests {
             }
         }
         assert!(lat.contains(&0.0), "the background stays unweighted");
+    }
+
+    #[test]
+    fn a_length_group_shares_one_length_and_groups_still_vary() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let sampler = ClipSampler::new(&cfg, vec![(16, 8)], (1, 4)).with_length_group(2);
+        let lengths: Vec<usize> = (0..24).map(|i| sampler.clip(3, 2, i).n_frames).collect();
+        for pair in lengths.chunks(2) {
+            assert_eq!(pair[0], pair[1], "{lengths:?}");
+        }
+        let distinct: BTreeSet<usize> = lengths.iter().copied().collect();
+        assert!(distinct.len() >= 3, "{lengths:?}");
     }
 }

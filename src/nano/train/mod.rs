@@ -129,14 +129,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights, about 1 h 40 min on the 2-core
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 10 min on the 2-core
     /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
     /// - codecs: the video codec 1200 steps of 2 clips of 5-9 frames (~1 s/step, 21 min), the
     ///   audio codec beside it for 12000 steps (~20 ms/step once alone, 4 min), each clipped
     ///   and scheduled on its own;
-    /// - DiT: 6000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9), ~0.7 s/step with a worker per core, about 70 min; the export is
-    ///   the EMA of its weights.
+    /// - DiT: 10000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
+    ///   default clip is 9; a step's clips share a length), ~0.6 s/step with a worker per
+    ///   core, about 100 min; the export is the EMA of its weights.
     ///
     /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
     /// and its audio loss reads the loudness envelope in log energy (level and rise), which
@@ -153,7 +153,7 @@ impl TrainConfig {
             tiny: false,
             codec_steps: 1200,
             audio_codec_steps: 12000,
-            dit_steps: 6000,
+            dit_steps: 10000,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -785,6 +785,11 @@ fn libm_erf(x: f64) -> f64 {
     }
 }
 
+/// The audio codec's variables: clipped and scheduled apart from the video codec's.
+fn is_audio_codec_var(name: &str) -> bool {
+    name.starts_with("audio_encoder.") || name.starts_with("audio_decoder.")
+}
+
 const CODEC_PREFIXES: [&str; 4] = [
     "video_encoder.",
     "video_decoder.",
@@ -845,7 +850,8 @@ pub fn run(
         VarBuilder::from_varmap(&varmap, DType::F32, &dev),
     )?;
     init_vars(&varmap, cfg.seed)?;
-    let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames);
+    let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
+        .with_length_group(cfg.batch);
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
@@ -911,7 +917,7 @@ pub fn run(
                 ..AdamWParams::default()
             },
         )?
-        .with_clip_groups(|name| usize::from(name.starts_with("audio_")));
+        .with_clip_groups(|name| usize::from(is_audio_codec_var(name)));
         let optim_path = run.ckpt("optim.safetensors");
         if run.state.stage == stage && run.state.step > 0 && optim_path.is_file() {
             opt.load(&optim_path)?;
@@ -938,7 +944,7 @@ pub fn run(
             let (grads, [lv, la]) = run.step_grads(stage, step, &basis)?;
             let lr = |name: &str| {
                 let steps = match stage {
-                    Stage::Codec if name.starts_with("audio_") => cfg.audio_codec_steps,
+                    Stage::Codec if is_audio_codec_var(name) => cfg.audio_codec_steps,
                     Stage::Codec => cfg.codec_steps,
                     Stage::Dit => total,
                 };

@@ -14,6 +14,11 @@
 //! tokens get `[time, σ]`. Time is `1 - exp(-seconds)`: it marks the start of the clip (where a
 //! fall is released) and saturates, so clips longer than any trained on read as "later".
 //!
+//! With `pooled_text` every token also gets the mean of the caption's text features. The DiT
+//! still attends to the text tokens; the pooled copy only spares a small model from learning
+//! to route each word to each token before it can use it (trained without it, Nano follows
+//! the colour, which fills many cells, and ignores shape, motion and "silent").
+//!
 //! [CoordConv]: https://arxiv.org/abs/1807.03247
 
 use std::f32::consts::PI;
@@ -82,6 +87,30 @@ pub fn audio(na: usize, native_fps: u32, sigma: f32, device: &Device) -> Result<
     Tensor::from_vec(out, (1, na, AUDIO_CHANNELS), device)
 }
 
+/// `[1, C]`: the mean of the first `txt_len` text features of `txt` `[1, L, C]`.
+pub fn pooled_text(txt: &Tensor, txt_len: usize) -> Result<Tensor> {
+    let l = txt_len.clamp(1, txt.dim(1)?);
+    txt.narrow(1, 0, l)?.mean(1)
+}
+
+/// `pooled` `[1, C]` as `[1, C, T, H, W]` channels for a video latent of `T x H x W` cells.
+pub fn pooled_video(pooled: &Tensor, (t, h, w): (usize, usize, usize)) -> Result<Tensor> {
+    let c = pooled.dim(1)?;
+    pooled
+        .reshape((1, c, 1, 1, 1))?
+        .broadcast_as((1, c, t, h, w))?
+        .contiguous()
+}
+
+/// `pooled` `[1, C]` as `[1, Na, C]` channels for `na` audio latents.
+pub fn pooled_audio(pooled: &Tensor, na: usize) -> Result<Tensor> {
+    let c = pooled.dim(1)?;
+    pooled
+        .reshape((1, 1, c))?
+        .broadcast_as((1, na, c))?
+        .contiguous()
+}
+
 /// `latent` with `extra` appended on `channel_dim` (in the latent's dtype).
 pub fn append(latent: &Tensor, extra: &Tensor, channel_dim: usize) -> Result<Tensor> {
     Tensor::cat(&[latent, &extra.to_dtype(latent.dtype())?], channel_dim)
@@ -123,6 +152,24 @@ mod tests {
         let v = a.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(v[0], [0.0, 0.5]);
         assert!((v[4][0] - (1.0 - (-0.5f32).exp())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pooled_text_is_the_mean_of_the_real_tokens_on_every_cell() {
+        let dev = &Device::Cpu;
+        // Two real tokens and one padding row that must not count.
+        let txt = Tensor::new(&[[[1f32, 2.0], [3.0, 6.0], [100.0, 100.0]]], dev).unwrap();
+        let p = pooled_text(&txt, 2).unwrap();
+        assert_eq!(p.to_vec2::<f32>().unwrap(), [[2.0, 4.0]]);
+        let v = pooled_video(&p, (2, 1, 3)).unwrap();
+        assert_eq!(v.dims(), &[1, 2, 2, 1, 3]);
+        let v = v.squeeze(0).unwrap().flatten_from(1).unwrap();
+        assert_eq!(v.to_vec2::<f32>().unwrap(), [[2.0; 6], [4.0; 6]]);
+        let a = pooled_audio(&p, 3).unwrap();
+        assert_eq!(
+            a.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+            [[2.0, 4.0]; 3]
+        );
     }
 
     #[test]

@@ -76,8 +76,15 @@ impl Nano {
         }
         let (_, _, t, h, w) = xv.dims5()?;
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
-        let xv = conditioning::append(xv, &conditioning::video((t, h, w), fps, sigma, dev)?, 1)?;
-        let xa = conditioning::append(xa, &conditioning::audio(xa.dim(1)?, fps, sigma, dev)?, 2)?;
+        let na = xa.dim(1)?;
+        let mut xv =
+            conditioning::append(xv, &conditioning::video((t, h, w), fps, sigma, dev)?, 1)?;
+        let mut xa = conditioning::append(xa, &conditioning::audio(na, fps, sigma, dev)?, 2)?;
+        if self.cfg.pooled_text {
+            let pooled = conditioning::pooled_text(txt, txt_len)?;
+            xv = conditioning::append(&xv, &conditioning::pooled_video(&pooled, (t, h, w))?, 1)?;
+            xa = conditioning::append(&xa, &conditioning::pooled_audio(&pooled, na)?, 2)?;
+        }
         let (v, a) = self.dit.velocity(&xv, &xa, txt, txt_len)?;
         Ok((
             conditioning::latent_part(&v, self.cfg.video.latent_channels, 1)?,
