@@ -135,8 +135,8 @@ impl TrainConfig {
     ///   audio codec beside it for 12000 steps (~20 ms/step once alone, 4 min), each clipped
     ///   and scheduled on its own;
     /// - DiT: 10000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9; a step's clips share a length), ~0.6 s/step with a worker per
-    ///   core, about 100 min; the export is the EMA of its weights.
+    ///   default clip is 9; a step's clips share a length), ~0.64 s/step with a worker per
+    ///   core, about 106 min; the export is the EMA of its weights.
     ///
     /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
     /// and its audio loss reads the loudness envelope in log energy (level and rise), which
