@@ -249,6 +249,10 @@ pub enum TrainCommand {
         /// Extra DiT loss weight on the audio frames of each hit.
         #[arg(long)]
         impact_weight: Option<f32>,
+        /// σ shift of the DiT's training noise levels; the exported model's sampler uses
+        /// the same shift.
+        #[arg(long)]
+        sigma_shift: Option<f64>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -547,6 +551,7 @@ pub fn run(cli: Cli) -> CliResult {
                     latent_frames,
                     dit_object_weight,
                     impact_weight,
+                    sigma_shift,
                     stop_after,
                     codecs_from,
                     gpu,
@@ -575,6 +580,7 @@ pub fn run(cli: Cli) -> CliResult {
             }
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
+            cfg.sigma_shift = sigma_shift.unwrap_or(cfg.sigma_shift);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             tools::train_nano(cfg, gpu)

@@ -341,7 +341,13 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
             );
         }
     })
-    .map_err(CliError::runtime)?;
+    .map_err(|e| match e {
+        // The user's settings or the checkpoint they point at: fixable input.
+        train::TrainError::Invalid(_) | train::TrainError::BadCheckpoint { .. } => {
+            CliError::new(super::EXIT_BAD_INPUT, e)
+        }
+        _ => CliError::runtime(e),
+    })?;
     eprintln!(
         "train nano: done in {:.0} s; codec loss {:?}, dit loss {:?}",
         summary.elapsed_s, summary.final_codec_loss, summary.final_dit_loss

@@ -278,3 +278,30 @@ fn gpu_flags_on_a_cpu_build_say_how_to_get_one() {
     );
     assert!(!out_dir.exists(), "nothing trained, nothing written");
 }
+
+#[test]
+fn train_resume_with_other_settings_exits_2_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "nano", "--smoke", "--out", out_arg];
+        args.extend_from_slice(extra);
+        happyhorse(&args, None, dir.path())
+    };
+    let first = train(&["--stop-after", "1"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+    let other = train(&["--sigma-shift", "1.5"]);
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other.stderr));
+    assert!(other.stdout.is_empty());
+    let err = text(&other.stderr);
+    assert!(
+        err.contains("sigma_shift: checkpoint 3.0, now 1.5") && err.contains("--out"),
+        "{err}"
+    );
+
+    let bad = train(&["--sigma-shift", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("sigma_shift must be a positive number"));
+}

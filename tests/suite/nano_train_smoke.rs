@@ -68,6 +68,17 @@ fn resuming_continues_the_same_run() {
     let mut l_resumed = Vec::new();
     run(part.clone(), &Device::Cpu, &mut |p| l_resumed.push(p.loss)).expect("first session");
     part.stop_after = None;
+    // A session that asks for other settings is refused by name, and changes nothing.
+    let mut other = part.clone();
+    other.sigma_shift = part.sigma_shift + 1.0;
+    other.workers = part.workers + 1; // how the run is computed, not what: allowed
+    let err = run(other, &Device::Cpu, &mut |p| l_resumed.push(p.loss))
+        .expect_err("other settings refused")
+        .to_string();
+    assert!(
+        err.contains("sigma_shift: checkpoint") && !err.contains("workers"),
+        "{err}"
+    );
     run(part, &Device::Cpu, &mut |p| l_resumed.push(p.loss)).expect("second session");
     assert_eq!(l_full.len(), l_resumed.len(), "{l_full:?} vs {l_resumed:?}");
     for (x, y) in l_full.iter().zip(&l_resumed) {

@@ -201,6 +201,23 @@ impl TrainConfig {
         }
     }
 
+    /// The settings that decide the weights, as JSON: everything but where the run is
+    /// written, how many threads do it, where a session stops and where a new run took its
+    /// codecs from (a resumed run has them in its checkpoint).
+    fn recipe(&self) -> Result<serde_json::Map<String, serde_json::Value>, TrainError> {
+        let serde_json::Value::Object(mut map) =
+            serde_json::to_value(self).map_err(|e| TrainError::Invalid(e.to_string()))?
+        else {
+            return Err(TrainError::Invalid(
+                "training settings are not a JSON object".into(),
+            ));
+        };
+        for session_only in ["out_dir", "workers", "stop_after", "codecs_from"] {
+            map.remove(session_only);
+        }
+        Ok(map)
+    }
+
     fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: &str| Err(TrainError::Invalid(m.into()));
         if self.batch == 0 || self.checkpoint_every == 0 {
@@ -212,6 +229,9 @@ impl TrainConfig {
         let bad_range = |(lo, hi): (usize, usize)| lo == 0 || lo > hi;
         if bad_range(self.latent_frames) || bad_range(self.codec_latent_frames) {
             return bad("latent_frames must be a range 1 <= lo <= hi");
+        }
+        if !(self.sigma_shift.is_finite() && self.sigma_shift > 0.0) {
+            return bad("sigma_shift must be a positive number (1 = no shift)");
         }
         Ok(())
     }
@@ -248,6 +268,10 @@ struct State {
     elapsed_s: f64,
     /// Recent losses, for the record: `(stage, step, loss)`.
     history: Vec<(Stage, usize, f32)>,
+    /// The settings that shape the weights ([`TrainConfig::recipe`]): a resumed session
+    /// must ask for the same ones. Absent in checkpoints written before it was recorded.
+    #[serde(default)]
+    recipe: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +280,43 @@ pub struct TrainSummary {
     pub elapsed_s: f64,
     pub final_codec_loss: Option<f32>,
     pub final_dit_loss: Option<f32>,
+}
+
+/// A resumed session must continue the run its checkpoint holds: any setting that shapes the
+/// weights and differs is refused, by name.
+fn check_same_recipe(
+    saved: &serde_json::Map<String, serde_json::Value>,
+    asked: Option<&serde_json::Map<String, serde_json::Value>>,
+    state_path: &Path,
+) -> Result<(), TrainError> {
+    let empty = serde_json::Map::new();
+    let asked = asked.unwrap_or(&empty);
+    let mut keys: Vec<&String> = saved.keys().chain(asked.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|k| saved.get(*k) != asked.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("unset".into(), |v| v.to_string());
+            format!(
+                "{k}: checkpoint {}, now {}",
+                show(saved.get(k)),
+                show(asked.get(k))
+            )
+        })
+        .collect();
+    if differing.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::BadCheckpoint {
+        path: state_path.to_path_buf(),
+        message: format!(
+            "this checkpoint belongs to a run with other settings ({}); pass the run's \
+             settings again to resume it, or give a new --out to start another run",
+            differing.join("; ")
+        ),
+    })
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
@@ -839,11 +900,13 @@ pub fn run(
     cfg.validate()?;
     let dev = dev.clone();
     let tokenizer = build_tokenizer(cfg.vocab_scenes)?;
-    let model_cfg = if cfg.tiny {
+    let mut model_cfg = if cfg.tiny {
         NanoConfig::tiny_for_tests(tokenizer.vocab_size())
     } else {
         NanoConfig::nano(tokenizer.vocab_size())
     };
+    // The sampler walks the noise levels the DiT was trained on.
+    model_cfg.sampler.shift = cfg.sigma_shift;
     let varmap = VarMap::new();
     let model = Nano::new(
         &model_cfg,
@@ -867,6 +930,7 @@ pub fn run(
             latent: None,
             elapsed_s: 0.0,
             history: Vec::new(),
+            recipe: Some(cfg.recipe()?),
         },
         ema: None,
         dev,
@@ -876,10 +940,15 @@ pub fn run(
     let resumed = state_path.is_file();
     if resumed {
         let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-        run.state = serde_json::from_str(&text).map_err(|e| TrainError::BadCheckpoint {
+        let saved: State = serde_json::from_str(&text).map_err(|e| TrainError::BadCheckpoint {
             path: state_path.clone(),
             message: e.to_string(),
         })?;
+        if let Some(saved_recipe) = &saved.recipe {
+            check_same_recipe(saved_recipe, run.state.recipe.as_ref(), &state_path)?;
+        }
+        let recipe = run.state.recipe.take();
+        run.state = State { recipe, ..saved };
         run.varmap.load(run.ckpt("vars.safetensors"))?;
     } else if let Some(dir) = &cfg.codecs_from {
         run.state.latent = Some(load_codecs(&run.varmap, &run.model_cfg, dir)?);
