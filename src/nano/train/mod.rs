@@ -94,7 +94,10 @@ pub struct TrainConfig {
     pub vocab_scenes: u64,
     /// Fraction of captions replaced by the empty prompt.
     pub caption_dropout: f64,
-    /// σ shift of the training distribution (the sampler's `shift`).
+    /// σ shift of the training distribution; the exported sampler uses the same. 3 puts
+    /// most steps at high noise, where colour, layout and motion are decided: a run at 1
+    /// scored 26.7% / 18.3% adherence after 3000 DiT steps (colour 40 / 25%), against
+    /// 31.7% / 33.3% at 3 (`eval nano`, guidance 3 on the first 2 of 8 steps).
     pub sigma_shift: f64,
     /// Extra loss weight on the objects' pixels in the codec stage: the subjects cover a few
     /// percent of the frame, and a plain mean spends the codec on background texture. Weight
