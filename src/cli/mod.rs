@@ -253,6 +253,10 @@ pub enum TrainCommand {
         /// the same shift.
         #[arg(long)]
         sigma_shift: Option<f64>,
+        /// How far the DiT's training clips spread their objects across the frame, from 1
+        /// (anywhere, as the world draws them) to 0 (the middle of each path's range).
+        #[arg(long)]
+        placement_spread: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -552,6 +556,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_object_weight,
                     impact_weight,
                     sigma_shift,
+                    placement_spread,
                     stop_after,
                     codecs_from,
                     gpu,
@@ -581,6 +586,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.sigma_shift = sigma_shift.unwrap_or(cfg.sigma_shift);
+            cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             tools::train_nano(cfg, gpu)

@@ -7,7 +7,7 @@ use candle_core as candle;
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
     caption, ground_truth, render_audio, render_video, sample_heldout, sample_train, ClipTruth,
-    SplitMix64,
+    Scene, SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -26,6 +26,8 @@ pub struct Clip {
     pub object_mask: Vec<f32>,
     /// Per audio latent frame (one per video frame): 1 where a sounding contact falls.
     pub impact_frames: Vec<f32>,
+    /// What the clip shows.
+    pub scene: Scene,
 }
 
 impl Clip {
@@ -84,6 +86,7 @@ pub struct ClipSampler {
     sizes: Vec<(u32, u32)>,
     latent_frames: (usize, usize),
     length_group: u64,
+    placement_spread: f32,
 }
 
 impl ClipSampler {
@@ -94,7 +97,16 @@ impl ClipSampler {
             sizes,
             latent_frames,
             length_group: 1,
+            placement_spread: 1.0,
         }
+    }
+
+    /// Squeezes where the objects start toward the middle of their allowed range: 1 keeps
+    /// the world's spread, 0 puts every object of a given motion, size and camera at one
+    /// place (see [`TrainConfig::placement_spread`](super::TrainConfig::placement_spread)).
+    pub fn with_placement_spread(mut self, spread: f32) -> Self {
+        self.placement_spread = spread;
+        self
     }
 
     /// Clips `index` with the same `index / group` share one drawn length: one optimizer
@@ -109,7 +121,10 @@ impl ClipSampler {
     /// triple), a size cycled by index, a random length and caption wording.
     pub fn clip(&self, seed: u64, tag: u64, index: u64) -> Clip {
         let key = mix64(seed ^ mix64(tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index));
-        let scene = sample_train(key);
+        let mut scene = sample_train(key);
+        let squeeze = |p: f32| 0.5 + (p - 0.5) * self.placement_spread;
+        scene.physics.place = squeeze(scene.physics.place);
+        scene.physics.second_place = squeeze(scene.physics.second_place);
         let (w, h) = self.sizes[(index % self.sizes.len().max(1) as u64) as usize];
         let (lo, hi) = self.latent_frames;
         let length_key = if self.length_group > 1 {
@@ -143,6 +158,7 @@ impl ClipSampler {
             frames_rgb,
             audio,
             caption: caption(&scene, mix64(key ^ 2)),
+            scene,
         }
     }
 }
@@ -211,5 +227,56 @@ mod tests {
         }
         let distinct: BTreeSet<usize> = lengths.iter().copied().collect();
         assert!(distinct.len() >= 3, "{lengths:?}");
+    }
+
+    /// The mean x of the objects on a clip's first frame, in pixels.
+    fn first_frame_x(clip: &Clip) -> f32 {
+        let (w, h) = (clip.width, clip.height);
+        let (mut sum, mut count) = (0f32, 0f32);
+        for (j, &m) in clip.object_mask[..w * h].iter().enumerate() {
+            sum += m * (j % w) as f32;
+            count += m;
+        }
+        sum / count.max(1.0)
+    }
+
+    #[test]
+    fn placement_spread_squeezes_where_objects_start_and_nothing_else() {
+        use crate::nano::world::{Camera, Motion};
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let world = ClipSampler::new(&cfg, vec![(96, 56)], (2, 2));
+        let middle = world.clone().with_placement_spread(0.0);
+        let (a, b) = (world.clip(7, 2, 5), middle.clip(7, 2, 5));
+        assert_eq!(a.caption, b.caption);
+        assert_eq!(
+            a.audio, b.audio,
+            "the sound does not depend on where the object is"
+        );
+        let same = world.clone().with_placement_spread(1.0).clip(7, 2, 5);
+        assert_eq!(a.frames_rgb, same.frames_rgb, "spread 1 is the world's own");
+
+        // A lone still object under a static camera: anywhere in the world, mid-frame at 0.
+        let lone = |c: &Clip| {
+            c.scene.motion == Motion::Still
+                && c.scene.camera == Camera::Static
+                && c.scene.second.is_none()
+        };
+        let (mut world_xs, mut middle_xs) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let (a, b) = (world.clip(7, 2, i), middle.clip(7, 2, i));
+            if lone(&a) {
+                world_xs.push(first_frame_x(&a));
+                middle_xs.push(first_frame_x(&b));
+            }
+        }
+        assert!(world_xs.len() >= 5, "{} lone still objects", world_xs.len());
+        let range = |xs: &[f32]| {
+            xs.iter().cloned().fold(f32::MIN, f32::max)
+                - xs.iter().cloned().fold(f32::MAX, f32::min)
+        };
+        assert!(range(&world_xs) > 20.0, "world: {world_xs:?}");
+        for x in &middle_xs {
+            assert!((x - 48.0).abs() <= 1.0, "spread 0: {middle_xs:?}");
+        }
     }
 }

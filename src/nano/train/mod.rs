@@ -99,6 +99,12 @@ pub struct TrainConfig {
     /// scored 26.7% / 18.3% adherence after 3000 DiT steps (colour 40 / 25%), against
     /// 31.7% / 33.3% at 3 (`eval nano`, guidance 3 on the first 2 of 8 steps).
     pub sigma_shift: f64,
+    /// How far the DiT's training clips spread their objects' starting places across the
+    /// range the world allows, from 1 (the world's own: anywhere the path fits) to 0 (the
+    /// middle of that range). The codecs and the latent statistics always see the world's
+    /// own spread.
+    #[serde(default = "one_f32")]
+    pub placement_spread: f32,
     /// Extra loss weight on the objects' pixels in the codec stage: the subjects cover a few
     /// percent of the frame, and a plain mean spends the codec on background texture. Weight
     /// is `1 + codec_object_weight` there, normalised to mean 1.
@@ -170,6 +176,7 @@ impl TrainConfig {
             vocab_scenes: 4000,
             caption_dropout: 0.1,
             sigma_shift: 3.0,
+            placement_spread: 1.0,
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             impact_weight: 4.0,
@@ -235,6 +242,9 @@ impl TrainConfig {
         }
         if !(self.sigma_shift.is_finite() && self.sigma_shift > 0.0) {
             return bad("sigma_shift must be a positive number (1 = no shift)");
+        }
+        if !(0.0..=1.0).contains(&self.placement_spread) {
+            return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
         }
         Ok(())
     }
@@ -787,9 +797,11 @@ impl Run<'_> {
     /// Per-channel mean and std of the codec latents over a fixed set of clips.
     fn latent_stats(&self) -> candle::Result<LatentStats> {
         let m = &self.model;
+        // The codec's statistics, over the world's own placements whatever the DiT trains on.
+        let stats_sampler = self.sampler.clone().with_placement_spread(1.0);
         let (mut vs, mut as_) = (Vec::new(), Vec::new());
         for i in 0..16u64.max(self.cfg.batch as u64) {
-            let clip = self.sampler.clip(self.cfg.seed, 3, i);
+            let clip = stats_sampler.clip(self.cfg.seed, 3, i);
             let x = frames_tensor(&clip, &self.dev)?;
             let z = m.video_encoder.encode(&x)?.squeeze(0)?.flatten_from(1)?; // [z, N]
             vs.push(z.t()?);
@@ -917,7 +929,8 @@ pub fn run(
     )?;
     init_vars(&varmap, cfg.seed)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
-        .with_length_group(cfg.batch);
+        .with_length_group(cfg.batch)
+        .with_placement_spread(cfg.placement_spread);
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
