@@ -102,7 +102,9 @@ pub struct TrainConfig {
     /// How far the DiT's training clips spread their objects' starting places across the
     /// range the world allows, from 1 (the world's own: anywhere the path fits) to 0 (the
     /// middle of that range). The codecs and the latent statistics always see the world's
-    /// own spread.
+    /// own spread. Measured at 0.25 (the full DiT stage from the committed codecs): 56.7% /
+    /// 53.3% adherence against 46.7% / 56.7% at 1, within the noise, and the objects still
+    /// came out as smears; the recipe keeps 1.
     #[serde(default = "one_f32")]
     pub placement_spread: f32,
     /// Extra loss weight on the objects' pixels in the codec stage: the subjects cover a few
