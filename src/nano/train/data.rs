@@ -122,9 +122,12 @@ impl ClipSampler {
     pub fn clip(&self, seed: u64, tag: u64, index: u64) -> Clip {
         let key = mix64(seed ^ mix64(tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index));
         let mut scene = sample_train(key);
-        let squeeze = |p: f32| 0.5 + (p - 0.5) * self.placement_spread;
-        scene.physics.place = squeeze(scene.physics.place);
-        scene.physics.second_place = squeeze(scene.physics.second_place);
+        // Spread 1 leaves the world's scene untouched, bit for bit (the squeeze rounds).
+        if self.placement_spread != 1.0 {
+            let squeeze = |p: f32| 0.5 + (p - 0.5) * self.placement_spread;
+            scene.physics.place = squeeze(scene.physics.place);
+            scene.physics.second_place = squeeze(scene.physics.second_place);
+        }
         let (w, h) = self.sizes[(index % self.sizes.len().max(1) as u64) as usize];
         let (lo, hi) = self.latent_frames;
         let length_key = if self.length_group > 1 {
@@ -254,6 +257,11 @@ mod tests {
         );
         let same = world.clone().with_placement_spread(1.0).clip(7, 2, 5);
         assert_eq!(a.frames_rgb, same.frames_rgb, "spread 1 is the world's own");
+        assert_eq!(
+            a.scene,
+            sample_train(a.scene.seed),
+            "and its scene, bit for bit"
+        );
 
         // A lone still object under a static camera: anywhere in the world, mid-frame at 0.
         let lone = |c: &Clip| {
