@@ -297,6 +297,21 @@ pub struct TrainSummary {
     pub final_dit_loss: Option<f32>,
 }
 
+/// A recipe saved by an earlier version, as this version writes it: settings added since
+/// take their defaults (which reproduce what that version did), so upgrading does not refuse
+/// a run's own checkpoint. A recipe this version cannot read is compared as it is.
+fn upgraded_recipe(
+    saved: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut full = saved.clone();
+    full.entry("out_dir")
+        .or_insert(serde_json::Value::String(String::new()));
+    serde_json::from_value::<TrainConfig>(serde_json::Value::Object(full))
+        .ok()
+        .and_then(|cfg| cfg.recipe().ok())
+        .unwrap_or_else(|| saved.clone())
+}
+
 /// A resumed session must continue the run its checkpoint holds: any setting that shapes the
 /// weights and differs is refused, by name.
 fn check_same_recipe(
@@ -306,6 +321,7 @@ fn check_same_recipe(
 ) -> Result<(), TrainError> {
     let empty = serde_json::Map::new();
     let asked = asked.unwrap_or(&empty);
+    let saved = &upgraded_recipe(saved);
     let mut keys: Vec<&String> = saved.keys().chain(asked.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -1125,6 +1141,26 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_recipe_from_before_a_new_setting_resumes_at_its_default_only() {
+        let path = Path::new("run/checkpoint/state.json");
+        let cfg = TrainConfig::smoke(PathBuf::from("run"));
+        let mut old = cfg.recipe().unwrap();
+        assert!(old.remove("placement_spread").is_some());
+        assert!(check_same_recipe(&old, Some(&cfg.recipe().unwrap()), path).is_ok());
+        let other = TrainConfig {
+            placement_spread: 0.5,
+            ..cfg
+        };
+        let err = check_same_recipe(&old, Some(&other.recipe().unwrap()), path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("placement_spread: checkpoint 1.0, now 0.5"),
+            "{err}"
+        );
     }
 
     #[test]
