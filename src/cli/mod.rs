@@ -254,7 +254,8 @@ pub enum TrainCommand {
         #[arg(long)]
         sigma_shift: Option<f64>,
         /// How far the DiT's training clips spread their objects across the frame, from 1
-        /// (anywhere, as the world draws them) to 0 (the middle of each path's range).
+        /// (anywhere, as the world draws them) to 0 (the middle of each path's range; the
+        /// recipe's).
         #[arg(long)]
         placement_spread: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).

@@ -169,7 +169,8 @@ impl NanoConfig {
                 shift: 3.0,
                 cfg_number: 2,
                 // Guided on the first 5 of 8 steps at 5: with the pooled caption channels
-                // the guided velocity carries the motion (`eval nano`, 20 + 20 scenes:
+                // the guided velocity carries the motion (`eval nano` of the weights before
+                // the current ones, 20 + 20 scenes:
                 // adherence 46.7 / 56.7%, motion 35 / 40%, against 40.0 / 46.7% and 20 / 30%
                 // at guidance 3 on 2 steps). Guiding all 8 scores the same (53.3 / 50.0%) but
                 // takes a 4 s clip past 4 s on two cores.
