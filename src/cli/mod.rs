@@ -235,6 +235,24 @@ pub enum TrainCommand {
         audio_codec_steps: Option<usize>,
         #[arg(long)]
         dit_steps: Option<usize>,
+        /// Steps of the DiT's second phase (a warm restart of its learning rate after
+        /// --dit-steps); rerun a finished run with it to extend that run.
+        #[arg(long)]
+        dit_restart_steps: Option<usize>,
+        /// Peak learning rate of the second phase.
+        #[arg(long)]
+        dit_restart_lr: Option<f64>,
+        /// Steps of a last stage that trains the audio decoder alone on noised latents
+        /// (the encoder and the DiT stay as they are); rerun a finished run with it to
+        /// extend that run.
+        #[arg(long)]
+        audio_decoder_steps: Option<usize>,
+        /// Learning rate of the audio-decoder stage.
+        #[arg(long)]
+        audio_decoder_lr: Option<f64>,
+        /// Largest latent noise of the audio-decoder stage, in latent stds.
+        #[arg(long)]
+        audio_decoder_noise: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -551,6 +569,11 @@ pub fn run(cli: Cli) -> CliResult {
                     codec_steps,
                     audio_codec_steps,
                     dit_steps,
+                    dit_restart_steps,
+                    dit_restart_lr,
+                    audio_decoder_steps,
+                    audio_decoder_lr,
+                    audio_decoder_noise,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -572,6 +595,11 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.codec_steps = codec_steps.unwrap_or(cfg.codec_steps);
             cfg.audio_codec_steps = audio_codec_steps.unwrap_or(cfg.audio_codec_steps);
             cfg.dit_steps = dit_steps.unwrap_or(cfg.dit_steps);
+            cfg.dit_restart_steps = dit_restart_steps.unwrap_or(cfg.dit_restart_steps);
+            cfg.dit_restart_lr = dit_restart_lr.unwrap_or(cfg.dit_restart_lr);
+            cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
+            cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
+            cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

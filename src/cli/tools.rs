@@ -334,6 +334,7 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
             let stage = match p.stage {
                 Stage::Codec => "codec",
                 Stage::Dit => "dit",
+                Stage::AudioDecoder => "audio-decoder",
             };
             eprintln!(
                 "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}) {:.0} s",
@@ -348,9 +349,22 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
         }
         _ => CliError::runtime(e),
     })?;
+    let last: Vec<String> = [
+        ("codec", summary.final_codec_loss),
+        ("dit", summary.final_dit_loss),
+        ("audio-decoder", summary.final_audio_decoder_loss),
+    ]
+    .into_iter()
+    .filter_map(|(stage, loss)| loss.map(|l| format!("{stage} {l:.5}")))
+    .collect();
     eprintln!(
-        "train nano: done in {:.0} s; codec loss {:?}, dit loss {:?}",
-        summary.elapsed_s, summary.final_codec_loss, summary.final_dit_loss
+        "train nano: done in {:.0} s; last loss of each stage trained now: {}",
+        summary.elapsed_s,
+        if last.is_empty() {
+            "none (the run was already complete)".to_string()
+        } else {
+            last.join(", ")
+        }
     );
     println!("{}", summary.model_dir.display());
     Ok(())

@@ -1,5 +1,5 @@
-//! CI smoke test of the Nano recipe: a few steps of the tiny model on one repeated batch; both
-//! stages must lower their loss, and the exported model must load and generate.
+//! CI smoke test of the Nano recipe: a few steps of the tiny model on one repeated batch; every
+//! stage must lower its loss, and the exported model must load and generate.
 
 use std::ops::ControlFlow;
 
@@ -14,7 +14,7 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let mut losses: Vec<(Stage, f32)> = Vec::new();
     let summary =
         run(cfg, &Device::Cpu, &mut |p| losses.push((p.stage, p.loss))).expect("training runs");
-    for stage in [Stage::Codec, Stage::Dit] {
+    for stage in [Stage::Codec, Stage::Dit, Stage::AudioDecoder] {
         let l: Vec<f32> = losses
             .iter()
             .filter(|(s, _)| *s == stage)
@@ -96,6 +96,8 @@ fn a_dit_only_run_starts_from_the_given_codecs() {
     let mut first = TrainConfig::smoke(a.path().to_path_buf());
     first.codec_steps = 3;
     first.dit_steps = 2;
+    // The DiT stage alone: the audio-decoder stage would change the codecs after it.
+    first.audio_decoder_steps = 0;
     let done = run(first.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
 
     let mut dit_only = first;
@@ -158,5 +160,42 @@ fn the_worker_count_does_not_change_the_weights() {
         let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
         let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(d, 0.0, "{name} differs by {d}");
+    }
+}
+
+#[test]
+fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_decoder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 0;
+    let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
+    let load = |dir: &std::path::Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let before = load(&done.model_dir);
+
+    // The same run, rerun with the stage: it resumes at the end of the DiT and runs only it.
+    cfg.audio_decoder_steps = 6;
+    let mut stages = Vec::new();
+    let after = run(cfg, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("extended run");
+    assert_eq!(stages, vec![Stage::AudioDecoder; 6]);
+    let after = load(&after.model_dir);
+    assert_eq!(before.len(), after.len());
+    for (name, a) in &before {
+        let d = (a - &after[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        // Everything else, the DiT's exported average included, is the first run's.
+        assert_eq!(
+            d > 0.0,
+            name.starts_with("audio_decoder."),
+            "{name} changed by {d}"
+        );
     }
 }
