@@ -775,7 +775,7 @@ impl Run<'_> {
         let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
         let za = self.model.audio_encoder.encode(&a)?;
         let zan = (&za + (noise_like(noise, &za)? * 0.05)?)?;
-        self.audio_reconstruction_loss(clip, &zan, basis)? + (za.sqr()?.mean_all()? * 1e-3)?
+        self.audio_reconstruction_loss(clip, &a, &zan, basis)? + (za.sqr()?.mean_all()? * 1e-3)?
     }
 
     /// The audio-decoder stage's loss on one clip: the frozen encoder's latent, plus noise of
@@ -791,13 +791,10 @@ impl Run<'_> {
         })?;
         let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
         let za = self.model.audio_encoder.encode(&a)?.detach();
-        let u = noise.sample(1)[0] as f64;
-        let level = 0.5
-            * (1.0 + libm_erf(u / std::f64::consts::SQRT_2))
-            * self.cfg.audio_decoder_noise as f64;
+        let level = uniform(noise.sample(1)[0]) * self.cfg.audio_decoder_noise as f64;
         let std = Tensor::from_slice(&lat.audio_std, (1, 1, lat.audio_std.len()), &self.dev)?;
         let e = noise_like(&mut noise, &za)?.broadcast_mul(&std)?;
-        self.audio_reconstruction_loss(clip, &(za + (e * level)?)?, basis)
+        self.audio_reconstruction_loss(clip, &a, &(za + (e * level)?)?, basis)
     }
 
     /// How far the decoded `za` is from the clip's sound: waveform, spectrum and loudness
@@ -805,10 +802,10 @@ impl Run<'_> {
     fn audio_reconstruction_loss(
         &self,
         clip: &Clip,
+        a: &Tensor,
         za: &Tensor,
         basis: &(Tensor, Tensor),
     ) -> candle::Result<Tensor> {
-        let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
         let ya = self
             .model
             .audio_decoder
@@ -855,11 +852,10 @@ impl Run<'_> {
             2,
         )?;
         let u = noise.sample(2);
-        let u01 = 0.5 * (1.0 + libm_erf(u[0] as f64 / std::f64::consts::SQRT_2));
+        let u01 = uniform(u[0]);
         let s = self.cfg.sigma_shift;
         let sigma = (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0);
-        let drop = 0.5 * (1.0 + libm_erf(u[1] as f64 / std::f64::consts::SQRT_2))
-            < self.cfg.caption_dropout;
+        let drop = uniform(u[1]) < self.cfg.caption_dropout;
         let prompt = if drop { "" } else { clip.caption.as_str() };
         let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
         let txt = m.text_encoder.forward(&ids)?;
@@ -1002,6 +998,11 @@ fn weighted_mse(pred: &Tensor, target: &Tensor, w: &Tensor) -> candle::Result<Te
 
 fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Result<Tensor> {
     Tensor::from_vec(noise.sample(like.elem_count()), like.shape(), like.device())
+}
+
+/// A standard gaussian draw turned into a uniform one in [0, 1] (its CDF).
+fn uniform(gaussian: f32) -> f64 {
+    0.5 * (1.0 + libm_erf(gaussian as f64 / std::f64::consts::SQRT_2))
 }
 
 /// erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7): turns a gaussian draw into a uniform one.
