@@ -276,6 +276,11 @@ pub enum TrainCommand {
         /// recipe's).
         #[arg(long)]
         placement_spread: Option<f32>,
+        /// The same for the timing of their motion (drop height, contact times, slide span,
+        /// orbit period and start): 1 as the world draws it (the recipe's), 0 the middle of
+        /// each range.
+        #[arg(long)]
+        physics_spread: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -581,6 +586,7 @@ pub fn run(cli: Cli) -> CliResult {
                     impact_weight,
                     sigma_shift,
                     placement_spread,
+                    physics_spread,
                     stop_after,
                     codecs_from,
                     gpu,
@@ -616,6 +622,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.sigma_shift = sigma_shift.unwrap_or(cfg.sigma_shift);
             cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);
+            cfg.physics_spread = physics_spread.unwrap_or(cfg.physics_spread);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             tools::train_nano(cfg, gpu)

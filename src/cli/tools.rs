@@ -366,6 +366,11 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
             last.join(", ")
         }
     );
+    eprintln!(
+        "train nano: generate with it: happyhorse generate -m {} \"a red ball bouncing on a green grass field\"; measure it: happyhorse eval nano --model-dir {}",
+        summary.model_dir.display(),
+        summary.model_dir.display()
+    );
     println!("{}", summary.model_dir.display());
     Ok(())
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::{Aspect, JobSpec, SpecError};
 
@@ -53,7 +53,7 @@ pub enum RegistryError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
@@ -80,7 +80,7 @@ pub struct Manifest {
     pub embedded: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     pub steps: u32,
@@ -94,7 +94,7 @@ pub struct Defaults {
     pub fps: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resolution {
     pub name: String,
@@ -102,7 +102,7 @@ pub struct Resolution {
     pub sizes: BTreeMap<String, [u32; 2]>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Component {
     pub role: String,
@@ -118,7 +118,7 @@ pub struct Component {
     #[serde(default)]
     pub sha256: Option<String>,
     /// Only needed for these resolutions (e.g. a super-resolution stage).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub only_for: Vec<String>,
 }
 

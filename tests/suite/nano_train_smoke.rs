@@ -7,6 +7,20 @@ use candle_core::Device;
 use happyhorse::engine::pipelines::nano::NanoPipeline;
 use happyhorse::nano::train::{run, Stage, TrainConfig};
 
+type Weights = std::collections::HashMap<String, candle_core::Tensor>;
+
+/// The exported `model.safetensors` of a model folder.
+fn weights(model_dir: &std::path::Path) -> Weights {
+    candle_core::safetensors::load(model_dir.join("model.safetensors"), &Device::Cpu)
+        .expect("the exported weights load")
+}
+
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("same shapes")
+}
+
 #[test]
 fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -47,6 +61,43 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     assert_eq!(steps, pipe.sampler.steps);
     assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
     assert_eq!(clip.audio.len(), clip.sample_rate as usize);
+
+    // The exported folder is a model of its own: `generate -m FOLDER` uses its weights
+    // (the run's sampler defaults, one output path on stdout per file)...
+    let out = tempfile::tempdir().expect("tempdir");
+    let generate = |model: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_happyhorse"))
+            .args([
+                "generate",
+                "a red ball bouncing",
+                "-d",
+                "2",
+                "--steps",
+                "2",
+                "-m",
+            ])
+            .arg(model)
+            .arg("-o")
+            .arg(out.path())
+            .env_remove("HAPPYHORSE_MODEL_DIR")
+            .output()
+            .expect("the binary runs")
+    };
+    let ok = generate(&summary.model_dir);
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    let paths = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        paths.lines().any(|l| l.ends_with(".mp4")) && paths.lines().all(|l| !l.is_empty()),
+        "{paths}"
+    );
+    // ...and never the binary's built-in copy in their place: a missing file is exit code 3,
+    // naming it.
+    std::fs::remove_file(summary.model_dir.join("model.safetensors")).expect("remove");
+    let missing = generate(&summary.model_dir);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
 }
 
 #[test]
@@ -110,21 +161,9 @@ fn a_dit_only_run_starts_from_the_given_codecs() {
         "{stages:?}"
     );
 
-    let load = |dir: &std::path::Path| {
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
-    };
-    let (w1, w2) = (load(&done.model_dir), load(&again.model_dir));
+    let (w1, w2) = (weights(&done.model_dir), weights(&again.model_dir));
     let codec = |n: &String| n.starts_with("video_") || n.starts_with("audio_");
-    let same = |n: &str| {
-        let d = (&w1[n] - &w2[n]).unwrap().abs().unwrap();
-        d.flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            == 0.0
-    };
+    let same = |n: &str| max_abs_diff(&w1[n], &w2[n]) == 0.0;
     assert!(w1.keys().any(codec));
     // Same seed and the same codecs: the DiT stage is the first run's, step for step, so
     // every tensor matches (a fresh DiT was built, the codecs were copied).
@@ -142,7 +181,7 @@ fn a_dit_only_run_starts_from_the_given_codecs() {
 
 #[test]
 fn the_worker_count_does_not_change_the_weights() {
-    let weights = |workers: usize| {
+    let trained = |workers: usize| {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
         cfg.batch = 2;
@@ -150,15 +189,12 @@ fn the_worker_count_does_not_change_the_weights() {
         cfg.dit_steps = 2;
         cfg.workers = workers;
         let done = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
-        candle_core::safetensors::load(done.model_dir.join("model.safetensors"), &Device::Cpu)
-            .unwrap()
+        weights(&done.model_dir)
     };
-    let (one, two) = (weights(1), weights(2));
+    let (one, two) = (trained(1), trained(2));
     assert_eq!(one.len(), two.len());
     for (name, a) in &one {
-        let b = &two[name];
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        let d = max_abs_diff(a, &two[name]);
         assert_eq!(d, 0.0, "{name} differs by {d}");
     }
 }
@@ -171,26 +207,17 @@ fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_dec
     cfg.dit_steps = 3;
     cfg.audio_decoder_steps = 0;
     let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
-    let load = |dir: &std::path::Path| {
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
-    };
-    let before = load(&done.model_dir);
+    let before = weights(&done.model_dir);
 
     // The same run, rerun with the stage: it resumes at the end of the DiT and runs only it.
     cfg.audio_decoder_steps = 6;
     let mut stages = Vec::new();
     let after = run(cfg, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("extended run");
     assert_eq!(stages, vec![Stage::AudioDecoder; 6]);
-    let after = load(&after.model_dir);
+    let after = weights(&after.model_dir);
     assert_eq!(before.len(), after.len());
     for (name, a) in &before {
-        let d = (a - &after[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap();
-        let d = d.max(0).unwrap().to_scalar::<f32>().unwrap();
+        let d = max_abs_diff(a, &after[name]);
         // Everything else, the DiT's exported average included, is the first run's.
         assert_eq!(
             d > 0.0,

@@ -87,6 +87,7 @@ pub struct ClipSampler {
     latent_frames: (usize, usize),
     length_group: u64,
     placement_spread: f32,
+    physics_spread: f32,
 }
 
 impl ClipSampler {
@@ -98,6 +99,7 @@ impl ClipSampler {
             latent_frames,
             length_group: 1,
             placement_spread: 1.0,
+            physics_spread: 1.0,
         }
     }
 
@@ -106,6 +108,13 @@ impl ClipSampler {
     /// place (see [`TrainConfig::placement_spread`](super::TrainConfig::placement_spread)).
     pub fn with_placement_spread(mut self, spread: f32) -> Self {
         self.placement_spread = spread;
+        self
+    }
+
+    /// Squeezes the timing of the objects' motion toward the middle of what the world draws
+    /// (see [`TrainConfig::physics_spread`](super::TrainConfig::physics_spread)).
+    pub fn with_physics_spread(mut self, spread: f32) -> Self {
+        self.physics_spread = spread;
         self
     }
 
@@ -122,12 +131,8 @@ impl ClipSampler {
     pub fn clip(&self, seed: u64, tag: u64, index: u64) -> Clip {
         let key = mix64(seed ^ mix64(tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index));
         let mut scene = sample_train(key);
-        // Spread 1 leaves the world's scene untouched, bit for bit (the squeeze rounds).
-        if self.placement_spread != 1.0 {
-            let squeeze = |p: f32| 0.5 + (p - 0.5) * self.placement_spread;
-            scene.physics.place = squeeze(scene.physics.place);
-            scene.physics.second_place = squeeze(scene.physics.second_place);
-        }
+        scene.squeeze_placement(self.placement_spread);
+        scene.squeeze_physics(self.physics_spread);
         let (w, h) = self.sizes[(index % self.sizes.len().max(1) as u64) as usize];
         let (lo, hi) = self.latent_frames;
         let length_key = if self.length_group > 1 {
@@ -241,6 +246,51 @@ mod tests {
             count += m;
         }
         sum / count.max(1.0)
+    }
+
+    #[test]
+    fn physics_spread_zero_gives_every_bounce_of_a_size_the_same_contacts() {
+        use crate::nano::world::{Camera, Motion, Size};
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let world = ClipSampler::new(&cfg, vec![(96, 56)], (4, 4));
+        let squeezed = world.clone().with_physics_spread(0.0);
+        let same = world.clone().with_physics_spread(1.0).clip(7, 2, 5);
+        assert_eq!(
+            same.frames_rgb,
+            world.clip(7, 2, 5).frames_rgb,
+            "1 is the world's"
+        );
+        // Bounces of a large object under a static camera: the world times their contacts
+        // apart, spread 0 alike (and the sound follows the picture's timing).
+        let bounce = |c: &Clip| {
+            c.scene.motion == Motion::Bounce
+                && c.scene.object.size == Size::Large
+                && c.scene.camera == Camera::Static
+                && !c.scene.silent
+        };
+        let (mut world_hits, mut squeezed_hits) = (Vec::new(), Vec::new());
+        for i in 0..240 {
+            let a = world.clip(7, 2, i);
+            if bounce(&a) {
+                let b = squeezed.clip(7, 2, i);
+                assert_eq!(a.caption, b.caption);
+                world_hits.push(a.impact_frames.clone());
+                squeezed_hits.push(b.impact_frames.clone());
+            }
+        }
+        assert!(world_hits.len() >= 4, "{} bounces", world_hits.len());
+        assert!(
+            world_hits.windows(2).any(|p| p[0] != p[1]),
+            "{world_hits:?}"
+        );
+        assert!(
+            squeezed_hits.windows(2).all(|p| p[0] == p[1]),
+            "{squeezed_hits:?}"
+        );
+        assert!(
+            squeezed_hits[0].iter().any(|&h| h > 0.0),
+            "a bounce is heard"
+        );
     }
 
     #[test]

@@ -247,11 +247,11 @@ impl Scene {
             place: rng.f32(),
             second_place: rng.f32(),
             drop_height: rng.f32(),
-            first_impact_s: rng.range(0.4, 0.65),
-            restitution: rng.range(0.78, 0.9),
-            slide_span: rng.range(0.35, 0.45),
-            orbit_period_s: rng.range(1.8, 3.0),
-            orbit_phase: rng.range(0.0, std::f32::consts::TAU),
+            first_impact_s: rng.range(FIRST_IMPACT_S.0, FIRST_IMPACT_S.1),
+            restitution: rng.range(RESTITUTION.0, RESTITUTION.1),
+            slide_span: rng.range(SLIDE_SPAN.0, SLIDE_SPAN.1),
+            orbit_period_s: rng.range(ORBIT_PERIOD_S.0, ORBIT_PERIOD_S.1),
+            orbit_phase: rng.range(ORBIT_PHASE.0, ORBIT_PHASE.1),
             orbit_clockwise: rng.chance(0.5),
         };
 
@@ -279,9 +279,8 @@ impl Scene {
         };
         let motion = request.motion.unwrap_or(motion);
         let mut physics = physics;
-        // Drop height: as high as the frame allows for this size (checked in the widest
-        // aspect, where the object is tallest relative to the frame), so several bounces
-        // are large enough to see.
+        // Drop height: within `drop_range` (written out as the first runs computed it, so
+        // the world's clips stay the same to the bit).
         let top = super::motion::GROUND_Y - 2.0 * object.size.half_extent() - 0.04;
         physics.drop_height = match motion {
             Motion::Fall => top * (0.75 + 0.25 * physics.drop_height),
@@ -298,6 +297,61 @@ impl Scene {
             silent: request.silent.unwrap_or(silent),
             physics,
         }
+    }
+}
+
+/// Ranges of the continuous draws of [`Physics`].
+const FIRST_IMPACT_S: (f32, f32) = (0.4, 0.65);
+const RESTITUTION: (f32, f32) = (0.78, 0.9);
+const SLIDE_SPAN: (f32, f32) = (0.35, 0.45);
+const ORBIT_PERIOD_S: (f32, f32) = (1.8, 3.0);
+const ORBIT_PHASE: (f32, f32) = (0.0, std::f32::consts::TAU);
+
+/// Range of the drop height: as high as the frame allows for this size (checked in the
+/// widest aspect, where the object is tallest relative to the frame), so several bounces are
+/// large enough to see; a fall starts in the top quarter of it.
+pub(crate) fn drop_range(motion: Motion, size: Size) -> (f32, f32) {
+    let top = super::motion::GROUND_Y - 2.0 * size.half_extent() - 0.04;
+    match motion {
+        Motion::Fall => (0.75 * top, top),
+        _ => (0.3, top),
+    }
+}
+
+impl Scene {
+    /// Squeezes the timing of the motion toward the middle of what the world draws: drop
+    /// height, first contact, restitution, slide span, orbit period and start angle, from 1
+    /// (the world's own, bit for bit) to 0 (the middle of each range, so a caption's motion,
+    /// size and camera fix the whole trajectory and every contact time). Below 1 every orbit
+    /// turns clockwise: the caption does not say which way, and the mean of both is a ring.
+    /// Where objects start is [`squeeze_placement`](Self::squeeze_placement)'s.
+    pub fn squeeze_physics(&mut self, spread: f32) {
+        if spread == 1.0 {
+            return;
+        }
+        let toward = |v: f32, (lo, hi): (f32, f32)| {
+            let mid = 0.5 * (lo + hi);
+            mid + (v - mid) * spread
+        };
+        let p = &mut self.physics;
+        p.drop_height = toward(p.drop_height, drop_range(self.motion, self.object.size));
+        p.first_impact_s = toward(p.first_impact_s, FIRST_IMPACT_S);
+        p.restitution = toward(p.restitution, RESTITUTION);
+        p.slide_span = toward(p.slide_span, SLIDE_SPAN);
+        p.orbit_period_s = toward(p.orbit_period_s, ORBIT_PERIOD_S);
+        p.orbit_phase = toward(p.orbit_phase, ORBIT_PHASE);
+        p.orbit_clockwise = true;
+    }
+
+    /// Squeezes where the objects start toward the middle of the range their paths allow,
+    /// from 1 (the world's own, bit for bit) to 0 (one place per motion, size and camera).
+    pub fn squeeze_placement(&mut self, spread: f32) {
+        if spread == 1.0 {
+            return;
+        }
+        let toward = |p: f32| 0.5 + (p - 0.5) * spread;
+        self.physics.place = toward(self.physics.place);
+        self.physics.second_place = toward(self.physics.second_place);
     }
 }
 
