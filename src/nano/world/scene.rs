@@ -281,7 +281,7 @@ impl Scene {
         let mut physics = physics;
         // Drop height: within `drop_range` (written out as the first runs computed it, so
         // the world's clips stay the same to the bit).
-        let top = super::motion::GROUND_Y - 2.0 * object.size.half_extent() - 0.04;
+        let top = drop_top(object.size);
         physics.drop_height = match motion {
             Motion::Fall => top * (0.75 + 0.25 * physics.drop_height),
             _ => 0.3 + (top - 0.3) * physics.drop_height,
@@ -307,11 +307,16 @@ const SLIDE_SPAN: (f32, f32) = (0.35, 0.45);
 const ORBIT_PERIOD_S: (f32, f32) = (1.8, 3.0);
 const ORBIT_PHASE: (f32, f32) = (0.0, std::f32::consts::TAU);
 
-/// Range of the drop height: as high as the frame allows for this size (checked in the
-/// widest aspect, where the object is tallest relative to the frame), so several bounces are
-/// large enough to see; a fall starts in the top quarter of it.
+/// The highest drop: as high as the frame allows for this size (checked in the widest
+/// aspect, where the object is tallest relative to the frame), so several bounces are large
+/// enough to see.
+fn drop_top(size: Size) -> f32 {
+    super::motion::GROUND_Y - 2.0 * size.half_extent() - 0.04
+}
+
+/// Range of the drop height; a fall starts in the top quarter of it.
 pub(crate) fn drop_range(motion: Motion, size: Size) -> (f32, f32) {
-    let top = super::motion::GROUND_Y - 2.0 * size.half_extent() - 0.04;
+    let top = drop_top(size);
     match motion {
         Motion::Fall => (0.75 * top, top),
         _ => (0.3, top),
@@ -329,10 +334,7 @@ impl Scene {
         if spread == 1.0 {
             return;
         }
-        let toward = |v: f32, (lo, hi): (f32, f32)| {
-            let mid = 0.5 * (lo + hi);
-            mid + (v - mid) * spread
-        };
+        let toward = |v, range| squeeze(v, range, spread);
         let p = &mut self.physics;
         p.drop_height = toward(p.drop_height, drop_range(self.motion, self.object.size));
         p.first_impact_s = toward(p.first_impact_s, FIRST_IMPACT_S);
@@ -349,10 +351,15 @@ impl Scene {
         if spread == 1.0 {
             return;
         }
-        let toward = |p: f32| 0.5 + (p - 0.5) * spread;
-        self.physics.place = toward(self.physics.place);
-        self.physics.second_place = toward(self.physics.second_place);
+        self.physics.place = squeeze(self.physics.place, (0.0, 1.0), spread);
+        self.physics.second_place = squeeze(self.physics.second_place, (0.0, 1.0), spread);
     }
+}
+
+/// `v` moved toward the middle of `(lo, hi)`: kept at `spread` 1, the middle at 0.
+fn squeeze(v: f32, (lo, hi): (f32, f32), spread: f32) -> f32 {
+    let mid = 0.5 * (lo + hi);
+    mid + (v - mid) * spread
 }
 
 /// `candidate` unless it equals `taken`, else the next colour: keeps the draw uniform-ish
