@@ -264,6 +264,10 @@ pub enum TrainCommand {
         /// Extra DiT loss weight on the latent cells the objects cover.
         #[arg(long)]
         dit_object_weight: Option<f32>,
+        /// Weight of the text probe in the DiT stage: linear heads that read the scene's
+        /// colour, shape, motion, … from the pooled caption feature (0: none).
+        #[arg(long)]
+        text_probe_weight: Option<f32>,
         /// Extra DiT loss weight on the audio frames of each hit.
         #[arg(long)]
         impact_weight: Option<f32>,
@@ -583,6 +587,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_lr,
                     latent_frames,
                     dit_object_weight,
+                    text_probe_weight,
                     impact_weight,
                     sigma_shift,
                     placement_spread,
@@ -619,6 +624,7 @@ pub fn run(cli: Cli) -> CliResult {
                 }
             }
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
+            cfg.text_probe_weight = text_probe_weight.unwrap_or(cfg.text_probe_weight);
             cfg.impact_weight = impact_weight.unwrap_or(cfg.impact_weight);
             cfg.sigma_shift = sigma_shift.unwrap_or(cfg.sigma_shift);
             cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);

@@ -336,8 +336,13 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
                 Stage::Dit => "dit",
                 Stage::AudioDecoder => "audio-decoder",
             };
+            let probe = if p.loss_probe > 0.0 {
+                format!(", text probe {:.5}", p.loss_probe)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}) {:.0} s",
+                "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}{probe}) {:.0} s",
                 p.step, p.total, p.loss, p.loss_video, p.loss_audio, p.elapsed_s
             );
         }

@@ -226,3 +226,47 @@ fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_dec
         );
     }
 }
+
+#[test]
+fn the_text_probe_learns_the_captions_and_stays_out_of_the_export() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let mut plain = TrainConfig::smoke(a.path().to_path_buf());
+    plain.audio_decoder_steps = 0;
+    plain.text_probe_weight = 0.0;
+    let mut probed = plain.clone();
+    probed.out_dir = b.path().to_path_buf();
+    probed.text_probe_weight = 1.0;
+
+    let without = run(plain, &Device::Cpu, &mut |_| {}).expect("run without the probe");
+    let mut probe_losses = Vec::new();
+    let with = run(probed, &Device::Cpu, &mut |p| {
+        if p.stage == Stage::Dit {
+            probe_losses.push(p.loss_probe);
+        }
+    })
+    .expect("run with the probe");
+
+    // The probe reads the repeated batch's attributes off its captions.
+    let (first, last) = (probe_losses[0], probe_losses[probe_losses.len() - 1]);
+    assert!(first > 0.0 && last < 0.5 * first, "{probe_losses:?}");
+    // Its heads are training only: the export holds the same tensors as a run without it,
+    // the codecs unchanged and the text encoder moved by the probe's gradients.
+    let (w1, w2) = (weights(&without.model_dir), weights(&with.model_dir));
+    let mut names1: Vec<&String> = w1.keys().collect();
+    let mut names2: Vec<&String> = w2.keys().collect();
+    names1.sort();
+    names2.sort();
+    assert_eq!(names1, names2);
+    assert!(w2.keys().all(|n| !n.contains("probe")));
+    for (name, t) in &w1 {
+        let d = max_abs_diff(t, &w2[name]);
+        if name.starts_with("video_") || name.starts_with("audio_") {
+            assert_eq!(d, 0.0, "{name} differs by {d}");
+        }
+    }
+    assert!(w1
+        .keys()
+        .filter(|n| n.starts_with("text_encoder."))
+        .any(|n| max_abs_diff(&w1[n], &w2[n]) > 0.0));
+}

@@ -22,6 +22,7 @@
 mod adamw;
 mod data;
 mod ema;
+mod probe;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use adamw::{AdamW, AdamWParams};
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
+pub use probe::TextProbe;
 
 use crate::engine::models::nano::{self, LatentStats, Nano, NanoConfig, NanoTokenizer};
 use crate::engine::pipelines::magihuman::SeededNoise;
@@ -154,6 +156,15 @@ pub struct TrainConfig {
     pub codec_object_weight: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
+    /// Weight of the [`TextProbe`]'s loss in the DiT stage: linear heads read the scene's
+    /// attributes from the pooled caption feature, so the text encoder groups the words the
+    /// captions vary ("box", "cube", "block") by what they name. 0: no probe. The recipe's 1,
+    /// measured over the full DiT stage from the same codecs (`eval nano`, 60 + 60 scenes):
+    /// 68.3% / 66.1% adherence against 57.2% / 58.3% without it, shape 48.3% / 50.0% against
+    /// 31.7% / 35.0%, motion 60.0% / 58.3% against 50.0% / 53.3%; sync p90 334 / 338 ms
+    /// against 263 / 304.
+    #[serde(default)]
+    pub text_probe_weight: f32,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
     /// Weight of the audio codec's waveform MSE.
@@ -188,7 +199,8 @@ impl TrainConfig {
     ///   and scheduled on its own;
     /// - DiT: 10000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
     ///   default clip is 9; a step's clips share a length), ~0.64 s/step with a worker per
-    ///   core, about 106 min; the export is the EMA of its weights;
+    ///   core, about 106 min (~0.41 s/step, 68 min, on the CPU of the committed run); the
+    ///   text probe trains beside it; the export is the EMA of its weights;
     /// - the audio decoder alone 6000 steps (~13 ms/step, under 2 min) on the frozen
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
     ///   latents sat near silence's and decoded to a hum at -45 to -56 dBFS; after this stage
@@ -232,6 +244,7 @@ impl TrainConfig {
             physics_spread: 1.0,
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
+            text_probe_weight: 1.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
             codec_spectral_weight: 1.0,
@@ -286,6 +299,9 @@ impl TrainConfig {
         let bad = |m: &str| Err(TrainError::Invalid(m.into()));
         if self.batch == 0 || self.checkpoint_every == 0 {
             return bad("batch and checkpoint_every must be at least 1");
+        }
+        if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
+            return bad("text_probe_weight must be 0 (no probe) or a positive weight");
         }
         if self.sizes.is_empty() || self.sizes.iter().any(|(w, h)| w % 8 != 0 || h % 8 != 0) {
             return bad("sizes must be non-empty multiples of 8");
@@ -382,6 +398,8 @@ pub struct Progress {
     /// The two parts of `loss`: video and audio.
     pub loss_video: f32,
     pub loss_audio: f32,
+    /// The text probe's weighted loss (not in `loss`); 0 without a probe.
+    pub loss_probe: f32,
     pub elapsed_s: f64,
 }
 
@@ -649,11 +667,13 @@ struct Run<'a> {
     state: State,
     /// Average of the DiT stage's weights, which the model exports (`ema_decay > 0`).
     ema: Option<Ema>,
+    /// Trained with the DiT when `text_probe_weight > 0`; never exported.
+    probe: Option<TextProbe>,
     dev: Device,
 }
 
-/// One clip's gradients and its share of the step's losses `[video, audio]`.
-type ClipGrads = (GradStore, [f32; 2]);
+/// One clip's gradients and its share of the step's losses `[video, audio, text probe]`.
+type ClipGrads = (GradStore, [f32; 3]);
 
 const CHECKPOINT_DIR: &str = "checkpoint";
 const EMA_FILE: &str = "ema.safetensors";
@@ -757,6 +777,7 @@ impl Run<'_> {
                 candle::Error::Msg("nano train: the variable map lock is poisoned".into())
             })?;
             data.iter()
+                .filter(|(n, _)| !n.starts_with(probe::PREFIX))
                 .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
                 .collect()
         };
@@ -879,7 +900,13 @@ impl Run<'_> {
     }
 
     /// The DiT stage's flow-matching losses `[video, audio]` on one clip.
-    fn dit_loss(&self, clip: &Clip, mut noise: SeededNoise) -> candle::Result<[Tensor; 2]> {
+    /// The flow-matching losses `[video, audio]` and the text probe's weighted loss, if any
+    /// (the caption was not dropped and the run has a probe).
+    fn dit_loss(
+        &self,
+        clip: &Clip,
+        mut noise: SeededNoise,
+    ) -> candle::Result<([Tensor; 2], Option<Tensor>)> {
         let m = &self.model;
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: DiT stage without latent statistics".into())
@@ -906,6 +933,13 @@ impl Run<'_> {
         let prompt = if drop { "" } else { clip.caption.as_str() };
         let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
         let txt = m.text_encoder.forward(&ids)?;
+        let probe = match &self.probe {
+            Some(p) if !drop => {
+                let pooled = nano::conditioning::pooled_text(&txt, ids.len())?;
+                Some((p.loss(&pooled, &clip.scene)? * self.cfg.text_probe_weight as f64)?)
+            }
+            _ => None,
+        };
 
         let ev = noise_like(&mut noise, &zv)?;
         let ea = noise_like(&mut noise, &za)?;
@@ -923,39 +957,56 @@ impl Run<'_> {
         let mut impacts = clip.impact_frames.clone();
         impacts.resize(n_audio, 0.0);
         let wa = weights(&impacts, (1, n_audio, 1), self.cfg.impact_weight, &self.dev)?;
-        Ok([
-            weighted_mse(&pv, &(ev - zv)?, &wv)?,
-            weighted_mse(&pa, &(ea - za)?, &wa)?,
-        ])
+        Ok((
+            [
+                weighted_mse(&pv, &(ev - zv)?, &wv)?,
+                weighted_mse(&pa, &(ea - za)?, &wa)?,
+            ],
+            probe,
+        ))
     }
 
     /// Gradients of one optimizer step, one store per clip (in clip order), and the step's
-    /// mean losses `[video, audio]`. Clips are rendered and differentiated on
+    /// mean losses `[video, audio, text probe]`. Clips are rendered and differentiated on
     /// `cfg.workers` threads; each clip's share of the loss is `1 / batch`.
     fn step_grads(
         &self,
         stage: Stage,
         step: usize,
         basis: &(Tensor, Tensor),
-    ) -> candle::Result<(Vec<GradStore>, [f32; 2])> {
+    ) -> candle::Result<(Vec<GradStore>, [f32; 3])> {
         let batch = self.cfg.batch;
         let one = |k: usize| -> candle::Result<ClipGrads> {
             let clip = self.clip(stage, step, k);
-            let [lv, la] = match stage {
-                Stage::Codec => {
-                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?
-                }
+            let ([lv, la], probe) = match stage {
+                Stage::Codec => (
+                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
+                    None,
+                ),
                 Stage::Dit => self.dit_loss(&clip, self.noise(0xD17D_17D0, step, k))?,
-                Stage::AudioDecoder => [
-                    Tensor::zeros((), DType::F32, &self.dev)?,
-                    self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?,
-                ],
+                Stage::AudioDecoder => (
+                    [
+                        Tensor::zeros((), DType::F32, &self.dev)?,
+                        self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?,
+                    ],
+                    None,
+                ),
             };
-            let grads = ((&lv + &la)? / batch as f64)?.backward()?;
+            let mut total = (&lv + &la)?;
+            let mut lp = 0f32;
+            if let Some(p) = probe {
+                lp = p.to_scalar::<f32>()?;
+                total = (total + p)?;
+            }
+            let grads = (total / batch as f64)?.backward()?;
             let n = batch as f32;
             Ok((
                 grads,
-                [lv.to_scalar::<f32>()? / n, la.to_scalar::<f32>()? / n],
+                [
+                    lv.to_scalar::<f32>()? / n,
+                    la.to_scalar::<f32>()? / n,
+                    lp / n,
+                ],
             ))
         };
         let workers = self.cfg.workers.clamp(1, batch);
@@ -985,12 +1036,13 @@ impl Run<'_> {
             out
         });
         let mut grads = Vec::with_capacity(batch);
-        let mut loss = [0f32; 2];
+        let mut loss = [0f32; 3];
         for (_, r) in results {
-            let (g, [lv, la]) = r?;
+            let (g, clip_loss) = r?;
             grads.push(g);
-            loss[0] += lv;
-            loss[1] += la;
+            for (sum, l) in loss.iter_mut().zip(clip_loss) {
+                *sum += l;
+            }
         }
         Ok((grads, loss))
     }
@@ -1139,6 +1191,12 @@ pub fn run(
         &model_cfg,
         VarBuilder::from_varmap(&varmap, DType::F32, &dev),
     )?;
+    let probe = if cfg.text_probe_weight > 0.0 {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Some(TextProbe::new(model_cfg.text.hidden, vb.pp(probe::PREFIX))?)
+    } else {
+        None
+    };
     init_vars(&varmap, cfg.seed)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
         .with_length_group(cfg.batch)
@@ -1162,6 +1220,7 @@ pub fn run(
             recipe: Some(cfg.recipe()?),
         },
         ema: None,
+        probe,
         dev,
     };
 
@@ -1210,7 +1269,7 @@ pub fn run(
             Stage::Dit => (
                 cfg.dit_steps + cfg.dit_restart_steps,
                 cfg.dit_lr,
-                &DIT_PREFIXES,
+                &["dit.", "text_encoder.", probe::PREFIX],
             ),
             Stage::AudioDecoder => (
                 cfg.audio_decoder_steps,
@@ -1223,6 +1282,7 @@ pub fn run(
         }
         // The two codecs are clipped apart: the audio codec's loss is larger, and one global
         // norm let it shrink the video codec's steps (at its ceiling: shape 50% against 65%).
+        // The text probe too, so that its gradients never shrink the DiT's.
         let mut opt = AdamW::new(
             vars_with_prefix(&run.varmap, prefixes)?,
             AdamWParams {
@@ -1230,7 +1290,13 @@ pub fn run(
                 ..AdamWParams::default()
             },
         )?
-        .with_clip_groups(|name| usize::from(is_audio_codec_var(name)));
+        .with_clip_groups(|name| {
+            if name.starts_with(probe::PREFIX) {
+                2
+            } else {
+                usize::from(is_audio_codec_var(name))
+            }
+        });
         let optim_path = run.ckpt("optim.safetensors");
         if run.state.stage == stage && run.state.step > 0 && optim_path.is_file() {
             opt.load(&optim_path)?;
@@ -1256,7 +1322,7 @@ pub fn run(
         let basis = dft_basis(256, &run.dev)?;
         while run.state.step < total {
             let step = run.state.step;
-            let (grads, [lv, la]) = run.step_grads(stage, step, &basis)?;
+            let (grads, [lv, la, lp]) = run.step_grads(stage, step, &basis)?;
             let lr = |name: &str| match stage {
                 Stage::Codec if is_audio_codec_var(name) => {
                     lr_at(base_lr, step, cfg.warmup_steps, cfg.audio_codec_steps)
@@ -1291,6 +1357,7 @@ pub fn run(
                 loss: loss_v,
                 loss_video: lv,
                 loss_audio: la,
+                loss_probe: lp,
                 elapsed_s,
             });
             session_steps += 1;
@@ -1359,27 +1426,36 @@ mod tests {
     #[test]
     fn a_recipe_from_before_a_new_setting_resumes_at_its_default_only() {
         let path = Path::new("run/checkpoint/state.json");
-        // A checkpoint from before `placement_spread` and `physics_spread` existed was
-        // trained at the world's own spreads: it resumes at 1, and 0 is refused by name.
-        let world = TrainConfig {
+        // A checkpoint from before `placement_spread`, `physics_spread` and
+        // `text_probe_weight` existed was trained at the world's own spreads and without a
+        // probe: it resumes at those values, and any other is refused by name.
+        let before = TrainConfig {
             placement_spread: 1.0,
             physics_spread: 1.0,
+            text_probe_weight: 0.0,
             ..TrainConfig::smoke(PathBuf::from("run"))
         };
-        for setting in ["placement_spread", "physics_spread"] {
-            let mut old = world.recipe().unwrap();
+        for (setting, old_value, new_value) in [
+            ("placement_spread", "1.0", "0.0"),
+            ("physics_spread", "1.0", "0.0"),
+            ("text_probe_weight", "0.0", "1.0"),
+        ] {
+            let mut old = before.recipe().unwrap();
             assert!(old.remove(setting).is_some());
-            assert!(check_same_recipe(&old, Some(&world.recipe().unwrap()), &[], path).is_ok());
-            let mut now = world.clone();
+            assert!(check_same_recipe(&old, Some(&before.recipe().unwrap()), &[], path).is_ok());
+            let mut now = before.clone();
             match setting {
                 "placement_spread" => now.placement_spread = 0.0,
-                _ => now.physics_spread = 0.0,
+                "physics_spread" => now.physics_spread = 0.0,
+                _ => now.text_probe_weight = 1.0,
             }
             let err = check_same_recipe(&old, Some(&now.recipe().unwrap()), &[], path)
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains(&format!("{setting}: checkpoint 1.0, now 0.0")),
+                err.contains(&format!(
+                    "{setting}: checkpoint {old_value}, now {new_value}"
+                )),
                 "{err}"
             );
         }
