@@ -899,9 +899,8 @@ impl Run<'_> {
             + (rise * c.codec_onset_weight as f64)?
     }
 
-    /// The DiT stage's flow-matching losses `[video, audio]` on one clip.
-    /// The flow-matching losses `[video, audio]` and the text probe's weighted loss, if any
-    /// (the caption was not dropped and the run has a probe).
+    /// The DiT stage's flow-matching losses `[video, audio]` on one clip, and the text
+    /// probe's weighted loss if the run has a probe and the caption was not dropped.
     fn dit_loss(
         &self,
         clip: &Clip,
@@ -1130,6 +1129,9 @@ fn is_audio_codec_var(name: &str) -> bool {
 
 const DIT_PREFIXES: [&str; 2] = ["dit.", "text_encoder."];
 
+/// What the DiT stage trains: the exported DiT and text encoder, and the text probe.
+const DIT_STAGE_PREFIXES: [&str; 3] = [DIT_PREFIXES[0], DIT_PREFIXES[1], probe::PREFIX];
+
 const CODEC_PREFIXES: [&str; 4] = [
     "video_encoder.",
     "video_decoder.",
@@ -1269,7 +1271,7 @@ pub fn run(
             Stage::Dit => (
                 cfg.dit_steps + cfg.dit_restart_steps,
                 cfg.dit_lr,
-                &["dit.", "text_encoder.", probe::PREFIX],
+                &DIT_STAGE_PREFIXES,
             ),
             Stage::AudioDecoder => (
                 cfg.audio_decoder_steps,
