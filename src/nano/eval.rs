@@ -166,6 +166,8 @@ pub struct ClipRecord {
     pub want_sound: bool,
     /// Ground contacts the world's render of the scene has.
     pub want_contacts: usize,
+    /// Their times, seconds.
+    pub want_contacts_s: Vec<f32>,
     pub got_color: Option<Color>,
     pub got_shape: Option<Shape>,
     pub got_motion: Option<Motion>,
@@ -174,6 +176,9 @@ pub struct ClipRecord {
     pub got_loudness_dbfs: f32,
     /// Visual contacts seen in the generated picture.
     pub visual_contacts: usize,
+    /// Their times, seconds (the analyzer reads contacts only where the motion it sees is a
+    /// bounce or a fall).
+    pub visual_contacts_s: Vec<f32>,
     /// Signed visual-contact-to-onset errors (positive: sound late); only for scenes whose
     /// caption implies contacts with sound.
     pub sync_errors_ms: Vec<f32>,
@@ -573,6 +578,7 @@ fn measure(
         want_silent: scene.silent,
         want_sound: !quiet,
         want_contacts: truth.impacts.len(),
+        want_contacts_s: truth.impacts.iter().map(|i| i.time_s).collect(),
         got_color: a.video.color,
         got_shape: a.video.shape,
         got_motion: a.video.motion,
@@ -580,6 +586,7 @@ fn measure(
         got_silent: a.silent,
         got_loudness_dbfs: a.loudness_dbfs,
         visual_contacts: a.video.impacts_s.len(),
+        visual_contacts_s: a.video.impacts_s.clone(),
         sync_errors_ms: Vec::new(),
         sync_unmatched: 0,
         generate_s,

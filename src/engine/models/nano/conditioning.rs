@@ -14,6 +14,12 @@
 //! tokens get `[time, σ]`. Time is `1 - exp(-seconds)`: it marks the start of the clip (where a
 //! fall is released) and saturates, so clips longer than any trained on read as "later".
 //!
+//! With `progress` every token also gets how far through the clip it is, `0` on the first
+//! frame and `1` on the last. Slides and pans cover their span over the whole clip, so where
+//! the object is depends on that fraction, which the saturating time cannot tell apart past
+//! the first second and rope, being relative, gives no token directly (trained without it,
+//! Nano draws a slide as a streak over its whole path in every frame).
+//!
 //! With `pooled_text` every token also gets the mean of the caption's text features. The DiT
 //! still attends to the text tokens; the pooled copy only spares a small model from learning
 //! to route each word to each token before it can use it (trained without it, Nano follows
@@ -32,9 +38,20 @@ use super::config::VideoCodecConfig;
 pub const VIDEO_CHANNELS: usize = 8;
 /// Extra channels appended to each audio token.
 pub const AUDIO_CHANNELS: usize = 2;
+/// One more channel on every token with `progress`: the fraction of the clip behind it.
+pub const PROGRESS_CHANNELS: usize = 1;
 
 fn clip_time(seconds: f32) -> f32 {
     1.0 - (-seconds).exp()
+}
+
+/// Position `i` of `n` as a fraction of the clip: 0 on the first, 1 on the last.
+fn progress_of(i: usize, n: usize) -> f32 {
+    if n > 1 {
+        i as f32 / (n - 1) as f32
+    } else {
+        0.0
+    }
 }
 
 /// Cell centres of `n` cells spanning `[-1, 1]`.
@@ -42,20 +59,24 @@ fn centres(n: usize) -> impl Iterator<Item = f32> {
     (0..n).map(move |i| (2.0 * i as f32 + 1.0) / n as f32 - 1.0)
 }
 
-/// `[1, VIDEO_CHANNELS, T, H, W]` for a video latent of `T x H x W` cells at `native_fps`
-/// pixel frames per second (latent frame `t` ends on pixel frame `4t`) and noise level `sigma`.
+/// `[1, C, T, H, W]` for a video latent of `T x H x W` cells at `native_fps` pixel frames per
+/// second (latent frame `t` ends on pixel frame `4t`) and noise level `sigma`: `C` is
+/// `VIDEO_CHANNELS`, plus `PROGRESS_CHANNELS` with `progress`.
 pub fn video(
     (t, h, w): (usize, usize, usize),
     native_fps: u32,
     sigma: f32,
+    progress: bool,
     device: &Device,
 ) -> Result<Tensor> {
     let n = t * h * w;
-    let mut out = vec![0f32; VIDEO_CHANNELS * n];
+    let channels = VIDEO_CHANNELS + if progress { PROGRESS_CHANNELS } else { 0 };
+    let mut out = vec![0f32; channels * n];
     let frame_s = VideoCodecConfig::TEMPORAL_STRIDE as f32 / native_fps.max(1) as f32;
     let mut i = 0;
     for ti in 0..t {
         let time = clip_time(ti as f32 * frame_s);
+        let through = progress_of(ti, t);
         for y in centres(h) {
             for x in centres(w) {
                 let feats = [
@@ -71,20 +92,35 @@ pub fn video(
                 for (c, v) in feats.into_iter().enumerate() {
                     out[c * n + i] = v;
                 }
+                if progress {
+                    out[VIDEO_CHANNELS * n + i] = through;
+                }
                 i += 1;
             }
         }
     }
-    Tensor::from_vec(out, (1, VIDEO_CHANNELS, t, h, w), device)
+    Tensor::from_vec(out, (1, channels, t, h, w), device)
 }
 
-/// `[1, Na, AUDIO_CHANNELS]`: audio latent `i` sounds with pixel frame `i`.
-pub fn audio(na: usize, native_fps: u32, sigma: f32, device: &Device) -> Result<Tensor> {
+/// `[1, Na, C]`: audio latent `i` sounds with pixel frame `i`. `C` is `AUDIO_CHANNELS`
+/// (`[time, σ]`), plus `PROGRESS_CHANNELS` with `progress`.
+pub fn audio(
+    na: usize,
+    native_fps: u32,
+    sigma: f32,
+    progress: bool,
+    device: &Device,
+) -> Result<Tensor> {
     let fps = native_fps.max(1) as f32;
-    let out: Vec<f32> = (0..na)
-        .flat_map(|i| [clip_time(i as f32 / fps), sigma])
-        .collect();
-    Tensor::from_vec(out, (1, na, AUDIO_CHANNELS), device)
+    let channels = AUDIO_CHANNELS + if progress { PROGRESS_CHANNELS } else { 0 };
+    let mut out = Vec::with_capacity(na * channels);
+    for i in 0..na {
+        out.extend([clip_time(i as f32 / fps), sigma]);
+        if progress {
+            out.push(progress_of(i, na));
+        }
+    }
+    Tensor::from_vec(out, (1, na, channels), device)
 }
 
 /// `[1, C]`: the mean of the first `txt_len` text features of `txt` `[1, L, C]`.
@@ -127,7 +163,7 @@ mod tests {
 
     #[test]
     fn video_channels_mark_edges_time_and_sigma() {
-        let c = video((3, 2, 4), 8, 0.25, &Device::Cpu).unwrap();
+        let c = video((3, 2, 4), 8, 0.25, false, &Device::Cpu).unwrap();
         assert_eq!(c.dims(), &[1, VIDEO_CHANNELS, 3, 2, 4]);
         let c = c.squeeze(0).unwrap();
         let v: Vec<Vec<Vec<Vec<f32>>>> = (0..VIDEO_CHANNELS)
@@ -147,11 +183,49 @@ mod tests {
 
     #[test]
     fn audio_channels_follow_pixel_frames() {
-        let a = audio(5, 8, 0.5, &Device::Cpu).unwrap();
+        let a = audio(5, 8, 0.5, false, &Device::Cpu).unwrap();
         assert_eq!(a.dims(), &[1, 5, AUDIO_CHANNELS]);
         let v = a.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(v[0], [0.0, 0.5]);
         assert!((v[4][0] - (1.0 - (-0.5f32).exp())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn progress_runs_from_the_first_frame_to_the_last_in_video_and_audio() {
+        let dev = &Device::Cpu;
+        let c = video((5, 2, 3), 8, 0.5, true, dev).unwrap();
+        assert_eq!(c.dims(), &[1, VIDEO_CHANNELS + PROGRESS_CHANNELS, 5, 2, 3]);
+        let p = c.squeeze(0).unwrap().get(VIDEO_CHANNELS).unwrap();
+        let p = p.to_vec3::<f32>().unwrap();
+        let per_frame: Vec<f32> = p.iter().map(|f| f[1][2]).collect();
+        assert_eq!(per_frame, [0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert!(p.iter().all(|f| f.iter().flatten().all(|&v| v == f[0][0])));
+        // The channels before it are the ones without progress.
+        let without = video((5, 2, 3), 8, 0.5, false, dev).unwrap();
+        let head = c.narrow(1, 0, VIDEO_CHANNELS).unwrap();
+        assert_eq!(
+            (head - without)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        // Audio: 17 latents for the same 5 latent frames (4(5-1)+1 pixel frames); latent 4i
+        // sounds with the end of latent frame i, so their progress agrees.
+        let a = audio(17, 8, 0.5, true, dev).unwrap().squeeze(0).unwrap();
+        let a = a.to_vec2::<f32>().unwrap();
+        assert_eq!(a[0].len(), AUDIO_CHANNELS + PROGRESS_CHANNELS);
+        for (ti, want) in per_frame.iter().enumerate() {
+            assert_eq!(a[4 * ti][AUDIO_CHANNELS], *want);
+        }
+        // A single frame is the clip's start.
+        let one = video((1, 1, 1), 8, 0.5, true, dev).unwrap();
+        let one = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(one[VIDEO_CHANNELS], 0.0);
     }
 
     #[test]
@@ -178,7 +252,12 @@ mod tests {
             .unwrap()
             .reshape((1, 2, 3, 2, 2))
             .unwrap();
-        let x = append(&z, &video((3, 2, 2), 8, 1.0, &Device::Cpu).unwrap(), 1).unwrap();
+        let x = append(
+            &z,
+            &video((3, 2, 2), 8, 1.0, false, &Device::Cpu).unwrap(),
+            1,
+        )
+        .unwrap();
         assert_eq!(x.dims(), &[1, 2 + VIDEO_CHANNELS, 3, 2, 2]);
         let back = latent_part(&x, 2, 1).unwrap();
         assert_eq!(

@@ -105,6 +105,10 @@ pub struct NanoConfig {
     /// configs written before these channels existed.
     #[serde(default)]
     pub pooled_text: bool,
+    /// Every video and audio token also reads how far through the clip it is
+    /// ([`super::conditioning`]'s progress channel). Off in configs written before it existed.
+    #[serde(default)]
+    pub progress: bool,
 }
 
 impl NanoConfig {
@@ -113,13 +117,15 @@ impl NanoConfig {
     /// already strides 8x8x4, so a 4 s 96x56 clip at 8 fps is 9x7x12 = 756 video tokens.
     pub fn nano(vocab_size: usize) -> Self {
         let (zv, za, ct) = (16, 16, 64);
+        const VIDEO_EXTRA: usize = conditioning::VIDEO_CHANNELS + conditioning::PROGRESS_CHANNELS;
+        const AUDIO_EXTRA: usize = conditioning::AUDIO_CHANNELS + conditioning::PROGRESS_CHANNELS;
         let dit = ModelConfig {
             num_layers: 6,
             hidden_size: 192,
             head_dim: 32,
             num_query_groups: 2,
-            video_in_channels: zv + conditioning::VIDEO_CHANNELS + ct,
-            audio_in_channels: za + conditioning::AUDIO_CHANNELS + ct,
+            video_in_channels: zv + VIDEO_EXTRA + ct,
+            audio_in_channels: za + AUDIO_EXTRA + ct,
             text_in_channels: ct,
             checkpoint_qk_layernorm_rope: false,
             params_dtype: "torch.float32".into(),
@@ -182,6 +188,7 @@ impl NanoConfig {
             sample_rate,
             conditioning: true,
             pooled_text: true,
+            progress: true,
         }
     }
 
@@ -213,6 +220,10 @@ impl NanoConfig {
         } else {
             (0, 0)
         };
+        if self.progress {
+            v += conditioning::PROGRESS_CHANNELS;
+            a += conditioning::PROGRESS_CHANNELS;
+        }
         if self.pooled_text {
             v += self.text.hidden;
             a += self.text.hidden;
@@ -226,8 +237,10 @@ impl NanoConfig {
         if p.patch_size != 1 || p.t_patch_size != 1 {
             candle::bail!("nano: the DiT must run at patch size 1 (the codecs do the striding)")
         }
-        if self.pooled_text && !self.conditioning {
-            candle::bail!("nano: pooled_text needs conditioning (it rides on the same channels)")
+        if (self.pooled_text || self.progress) && !self.conditioning {
+            candle::bail!(
+                "nano: pooled_text and progress need conditioning (they ride on the same channels)"
+            )
         }
         let (extra_v, extra_a) = self.extra_channels();
         if self.dit.video_in_channels != self.video.latent_channels + extra_v
@@ -286,5 +299,35 @@ impl NanoConfig {
     /// Pixel frames the codec produces for T latent frames.
     pub fn pixel_frames(latent_frames: usize) -> usize {
         VideoCodecConfig::TEMPORAL_STRIDE * latent_frames.saturating_sub(1) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preset_reads_progress_and_configs_from_before_it_still_load() {
+        let cfg = NanoConfig::nano(127);
+        cfg.validate().unwrap();
+        assert!(cfg.progress);
+        assert_eq!(cfg.extra_channels(), (8 + 1 + 64, 2 + 1 + 64));
+        assert_eq!(cfg.dit.video_in_channels, 16 + 8 + 1 + 64);
+
+        // A config.json written before the progress channel: no key, one channel fewer.
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        let map = json.as_object_mut().unwrap();
+        map.remove("progress");
+        map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
+        map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
+        let old: NanoConfig = serde_json::from_value(json).unwrap();
+        assert!(!old.progress);
+        old.validate().unwrap();
+
+        // The flag and the DiT's input widths must agree.
+        let mut wrong = old.clone();
+        wrong.progress = true;
+        let err = wrong.validate().unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
     }
 }

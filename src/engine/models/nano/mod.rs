@@ -77,9 +77,11 @@ impl Nano {
         let (_, _, t, h, w) = xv.dims5()?;
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
         let na = xa.dim(1)?;
-        let mut xv =
-            conditioning::append(xv, &conditioning::video((t, h, w), fps, sigma, dev)?, 1)?;
-        let mut xa = conditioning::append(xa, &conditioning::audio(na, fps, sigma, dev)?, 2)?;
+        let progress = self.cfg.progress;
+        let video = conditioning::video((t, h, w), fps, sigma, progress, dev)?;
+        let mut xv = conditioning::append(xv, &video, 1)?;
+        let audio = conditioning::audio(na, fps, sigma, progress, dev)?;
+        let mut xa = conditioning::append(xa, &audio, 2)?;
         if self.cfg.pooled_text {
             let pooled = conditioning::pooled_text(txt, txt_len)?;
             xv = conditioning::append(&xv, &conditioning::pooled_video(&pooled, (t, h, w))?, 1)?;
