@@ -545,16 +545,43 @@ fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
     Ok(())
 }
 
-fn vars_with_prefix(varmap: &VarMap, prefixes: &[&str]) -> candle::Result<Vec<(String, Var)>> {
+fn all_vars(varmap: &VarMap) -> candle::Result<Vec<(String, Var)>> {
     let data = varmap
         .data()
         .lock()
         .map_err(|_| candle::Error::Msg("nano train: the variable map lock is poisoned".into()))?;
-    Ok(data
-        .iter()
+    Ok(data.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+}
+
+fn vars_with_prefix(varmap: &VarMap, prefixes: &[&str]) -> candle::Result<Vec<(String, Var)>> {
+    Ok(all_vars(varmap)?
+        .into_iter()
         .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)) && !n.ends_with("rope.bands"))
-        .map(|(n, v)| (n.clone(), v.clone()))
         .collect())
+}
+
+/// Sets each of `vars` from the tensor of the same name in the safetensors file `path`,
+/// refusing by name one that is missing or shaped unlike this run's (`fix` says what to do).
+fn set_vars(vars: Vec<(String, Var)>, path: &Path, fix: &str) -> Result<(), TrainError> {
+    let tensors = candle::safetensors::load(path, &Device::Cpu)?;
+    for (name, var) in vars {
+        let bad = |what: String| TrainError::BadCheckpoint {
+            path: path.to_path_buf(),
+            message: format!("{what}; {fix}"),
+        };
+        let t = tensors
+            .get(&name)
+            .ok_or_else(|| bad(format!("no tensor {name}")))?;
+        if t.dims() != var.dims() {
+            return Err(bad(format!(
+                "{name} is {:?}, this run's model needs {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        var.set(&t.to_device(var.device())?)?;
+    }
+    Ok(())
 }
 
 fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
@@ -1155,20 +1182,11 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
                 .into(),
         ));
     }
-    let weights = dir.join(nano::WEIGHTS_FILE);
-    let tensors = candle::safetensors::load(&weights, &Device::Cpu)?;
-    for (name, var) in vars_with_prefix(varmap, &CODEC_PREFIXES)? {
-        let t = tensors
-            .get(&name)
-            .ok_or_else(|| bad(weights.clone(), format!("no tensor {name}")))?;
-        if t.dims() != var.dims() {
-            return Err(bad(
-                weights.clone(),
-                format!("{name} is {:?}, this run needs {:?}", t.dims(), var.dims()),
-            ));
-        }
-        var.set(&t.to_device(var.device())?)?;
-    }
+    set_vars(
+        vars_with_prefix(varmap, &CODEC_PREFIXES)?,
+        &dir.join(nano::WEIGHTS_FILE),
+        "train the codecs too (drop --codecs-from)",
+    )?;
     Ok(theirs.latent)
 }
 
@@ -1244,7 +1262,13 @@ pub fn run(
         }
         let recipe = run.state.recipe.take();
         run.state = State { recipe, ..saved };
-        run.varmap.load(run.ckpt("vars.safetensors"))?;
+        set_vars(
+            all_vars(&run.varmap)?,
+            &run.ckpt("vars.safetensors"),
+            "this run folder was written by a Nano of another layout (runs from before \
+             2026-12-02's progress channel have one DiT input channel fewer); train into a \
+             new --out folder",
+        )?;
     } else if let Some(dir) = &cfg.codecs_from {
         run.state.latent = Some(load_codecs(&run.varmap, &run.model_cfg, dir)?);
         run.state.stage = Stage::Dit;
@@ -1393,6 +1417,51 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_tensors_are_set_by_name_and_a_misshapen_one_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vars.safetensors");
+        let dev = &Device::Cpu;
+        let saved = HashMap::from([
+            (
+                "dit.w".to_string(),
+                Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], dev).unwrap(),
+            ),
+            (
+                "dit.b".to_string(),
+                Tensor::new(&[5f32, 6.0, 7.0], dev).unwrap(),
+            ),
+        ]);
+        candle::safetensors::save(&saved, &path).unwrap();
+        let var = |shape: &[usize]| Var::zeros(shape, DType::F32, dev).unwrap();
+
+        let (w, b) = (var(&[2, 2]), var(&[3]));
+        let vars = vec![
+            ("dit.w".to_string(), w.clone()),
+            ("dit.b".to_string(), b.clone()),
+        ];
+        set_vars(vars, &path, "fix").unwrap();
+        assert_eq!(w.to_vec2::<f32>().unwrap(), [[1.0, 2.0], [3.0, 4.0]]);
+        assert_eq!(b.to_vec1::<f32>().unwrap(), [5.0, 6.0, 7.0]);
+
+        let wider = vec![("dit.b".to_string(), var(&[4]))];
+        let err = set_vars(wider, &path, "start a new folder")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dit.b is [3], this run's model needs [4]"),
+            "{err}"
+        );
+        assert!(
+            err.contains("start a new folder") && err.contains("vars.safetensors"),
+            "{err}"
+        );
+
+        let missing = vec![("dit.c".to_string(), var(&[1]))];
+        let err = set_vars(missing, &path, "fix").unwrap_err().to_string();
+        assert!(err.contains("no tensor dit.c"), "{err}");
+    }
 
     fn hops(x: Vec<f32>, hop: usize) -> Tensor {
         let n = x.len() / hop;
