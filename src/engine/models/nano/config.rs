@@ -174,13 +174,14 @@ impl NanoConfig {
                 steps: 8,
                 shift: 3.0,
                 cfg_number: 2,
-                // Guided on the first 5 of 8 steps at 5: with the pooled caption channels
-                // the guided velocity carries the motion (`eval nano` of the weights before
-                // the current ones, 20 + 20 scenes:
-                // adherence 46.7 / 56.7%, motion 35 / 40%, against 40.0 / 46.7% and 20 / 30%
-                // at guidance 3 on 2 steps). Guiding all 8 scores the same (53.3 / 50.0%) but
-                // takes a 4 s clip past 4 s on two cores.
-                guidance_video: 5.0,
+                // Guided on the first 5 of 8 steps: with the pooled caption channels the
+                // guided velocity carries the motion (`eval nano`, 20 + 20 scenes, of early
+                // weights: adherence 46.7 / 56.7% at 5 on the first 5 against 40.0 / 46.7%
+                // at 3 on 2). Guiding all 8 scores the same but takes a 4 s clip past 4 s on
+                // two cores. 7 rather than 5 on the progress-channel weights (60 + 60 scenes,
+                // two seeds): adherence within the noise, sync p90 lower on both seeds
+                // (288 / 253 and 255 / 297 ms against 310 / 308 and 288 / 378).
+                guidance_video: 7.0,
                 guidance_audio: 2.0,
                 cfg_steps: Some(5),
             },
