@@ -242,6 +242,9 @@ pub enum TrainCommand {
         /// Peak learning rate of the second phase.
         #[arg(long)]
         dit_restart_lr: Option<f64>,
+        /// Object weight of the second phase (default: the first phase's).
+        #[arg(long)]
+        dit_restart_object_weight: Option<f32>,
         /// Steps of a last stage that trains the audio decoder alone on noised latents
         /// (the encoder and the DiT stay as they are); rerun a finished run with it to
         /// extend that run.
@@ -253,6 +256,16 @@ pub enum TrainCommand {
         /// Largest latent noise of the audio-decoder stage, in latent stds.
         #[arg(long)]
         audio_decoder_noise: Option<f32>,
+        /// Steps of a stage after that one that trains the video decoder alone on noised
+        /// latents; rerun a finished run with it to extend that run.
+        #[arg(long)]
+        video_decoder_steps: Option<usize>,
+        /// Learning rate of the video-decoder stage.
+        #[arg(long)]
+        video_decoder_lr: Option<f64>,
+        /// Largest latent noise of the video-decoder stage, in latent stds.
+        #[arg(long)]
+        video_decoder_noise: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -580,9 +593,13 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_steps,
                     dit_restart_steps,
                     dit_restart_lr,
+                    dit_restart_object_weight,
                     audio_decoder_steps,
                     audio_decoder_lr,
                     audio_decoder_noise,
+                    video_decoder_steps,
+                    video_decoder_lr,
+                    video_decoder_noise,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -608,9 +625,14 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_steps = dit_steps.unwrap_or(cfg.dit_steps);
             cfg.dit_restart_steps = dit_restart_steps.unwrap_or(cfg.dit_restart_steps);
             cfg.dit_restart_lr = dit_restart_lr.unwrap_or(cfg.dit_restart_lr);
+            cfg.dit_restart_object_weight =
+                dit_restart_object_weight.or(cfg.dit_restart_object_weight);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);
+            cfg.video_decoder_steps = video_decoder_steps.unwrap_or(cfg.video_decoder_steps);
+            cfg.video_decoder_lr = video_decoder_lr.unwrap_or(cfg.video_decoder_lr);
+            cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

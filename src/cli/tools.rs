@@ -335,6 +335,7 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
                 Stage::Codec => "codec",
                 Stage::Dit => "dit",
                 Stage::AudioDecoder => "audio-decoder",
+                Stage::VideoDecoder => "video-decoder",
             };
             let probe = if p.loss_probe > 0.0 {
                 format!(", text probe {:.5}", p.loss_probe)
@@ -358,6 +359,7 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
         ("codec", summary.final_codec_loss),
         ("dit", summary.final_dit_loss),
         ("audio-decoder", summary.final_audio_decoder_loss),
+        ("video-decoder", summary.final_video_decoder_loss),
     ]
     .into_iter()
     .filter_map(|(stage, loss)| loss.map(|l| format!("{stage} {l:.5}")))

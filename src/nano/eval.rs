@@ -170,6 +170,8 @@ pub struct ClipRecord {
     pub want_contacts_s: Vec<f32>,
     pub got_color: Option<Color>,
     pub got_shape: Option<Shape>,
+    /// The taper and fill `got_shape` was read from (see the video analyzer).
+    pub got_shape_measures: Option<crate::nano::analyze::ShapeMeasures>,
     pub got_motion: Option<Motion>,
     pub got_background: Background,
     pub got_silent: bool,
@@ -581,6 +583,7 @@ fn measure(
         want_contacts_s: truth.impacts.iter().map(|i| i.time_s).collect(),
         got_color: a.video.color,
         got_shape: a.video.shape,
+        got_shape_measures: a.video.shape_measures,
         got_motion: a.video.motion,
         got_background: a.video.background,
         got_silent: a.silent,

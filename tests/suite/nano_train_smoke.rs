@@ -28,7 +28,12 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let mut losses: Vec<(Stage, f32)> = Vec::new();
     let summary =
         run(cfg, &Device::Cpu, &mut |p| losses.push((p.stage, p.loss))).expect("training runs");
-    for stage in [Stage::Codec, Stage::Dit, Stage::AudioDecoder] {
+    for stage in [
+        Stage::Codec,
+        Stage::Dit,
+        Stage::AudioDecoder,
+        Stage::VideoDecoder,
+    ] {
         let l: Vec<f32> = losses
             .iter()
             .filter(|(s, _)| *s == stage)
@@ -147,8 +152,9 @@ fn a_dit_only_run_starts_from_the_given_codecs() {
     let mut first = TrainConfig::smoke(a.path().to_path_buf());
     first.codec_steps = 3;
     first.dit_steps = 2;
-    // The DiT stage alone: the audio-decoder stage would change the codecs after it.
+    // The DiT stage alone: the decoder stages would change the codecs after it.
     first.audio_decoder_steps = 0;
+    first.video_decoder_steps = 0;
     let done = run(first.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
 
     let mut dit_only = first;
@@ -199,32 +205,44 @@ fn the_worker_count_does_not_change_the_weights() {
     }
 }
 
-#[test]
-fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_decoder() {
+/// Trains a short run without the decoder stages, reruns it with `stage` set to 6 steps, and
+/// checks that only `stage` ran and only the tensors under `prefix` changed.
+fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
     cfg.codec_steps = 2;
     cfg.dit_steps = 3;
     cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
     let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
     let before = weights(&done.model_dir);
 
     // The same run, rerun with the stage: it resumes at the end of the DiT and runs only it.
-    cfg.audio_decoder_steps = 6;
+    match stage {
+        Stage::AudioDecoder => cfg.audio_decoder_steps = 6,
+        Stage::VideoDecoder => cfg.video_decoder_steps = 6,
+        other => panic!("{other:?} is not a decoder stage"),
+    }
     let mut stages = Vec::new();
     let after = run(cfg, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("extended run");
-    assert_eq!(stages, vec![Stage::AudioDecoder; 6]);
+    assert_eq!(stages, vec![stage; 6]);
     let after = weights(&after.model_dir);
     assert_eq!(before.len(), after.len());
     for (name, a) in &before {
         let d = max_abs_diff(a, &after[name]);
         // Everything else, the DiT's exported average included, is the first run's.
-        assert_eq!(
-            d > 0.0,
-            name.starts_with("audio_decoder."),
-            "{name} changed by {d}"
-        );
+        assert_eq!(d > 0.0, name.starts_with(prefix), "{name} changed by {d}");
     }
+}
+
+#[test]
+fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_decoder() {
+    a_decoder_stage_extends_a_finished_run(Stage::AudioDecoder, "audio_decoder.");
+}
+
+#[test]
+fn the_video_decoder_stage_extends_a_finished_run_and_changes_only_the_video_decoder() {
+    a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.");
 }
 
 #[test]
@@ -233,6 +251,7 @@ fn the_text_probe_learns_the_captions_and_stays_out_of_the_export() {
     let b = tempfile::tempdir().expect("tempdir");
     let mut plain = TrainConfig::smoke(a.path().to_path_buf());
     plain.audio_decoder_steps = 0;
+    plain.video_decoder_steps = 0;
     plain.text_probe_weight = 0.0;
     let mut probed = plain.clone();
     probed.out_dir = b.path().to_path_buf();

@@ -7,7 +7,7 @@ mod audio;
 mod video;
 
 pub use audio::{detect_onsets, is_silent, loudness_dbfs, SILENCE_DBFS};
-pub use video::{analyze_video, estimate_background, Detection, VideoAnalysis};
+pub use video::{analyze_video, estimate_background, Detection, ShapeMeasures, VideoAnalysis};
 
 use serde::{Deserialize, Serialize};
 

@@ -206,6 +206,16 @@ fn scattered_colour_is_not_an_object() {
     let frames = vec![square; 24];
     let a = analyze_video(&frames, 24.0, Some(Background::Studio)).unwrap();
     assert_eq!(a.color, Some(Color::Red));
+    // A 12x12 square fills its box and does not taper; the reading reports what it saw.
+    assert_eq!(a.shape, Some(crate::nano::world::Shape::Square));
+    let m = a.shape_measures.expect("a whole object has measures");
+    assert_eq!((m.fill, m.taper), (1.0, 1.0));
+    // A disc of radius 6 fills about pi/4 of its box: a ball.
+    let disc = frame(&|x, y| (x as f32 - 45.5).powi(2) + (y as f32 - 35.5).powi(2) < 36.0);
+    let a = analyze_video(&vec![disc; 24], 24.0, Some(Background::Studio)).unwrap();
+    let m = a.shape_measures.expect("a whole object has measures");
+    assert!((m.fill - 0.785).abs() < 0.06, "{m:?}");
+    assert_eq!(a.shape, Some(crate::nano::world::Shape::Ball));
 }
 
 /// Nano makes 8 fps and is shown at 24 by holding the nearest picture: contacts are timed on

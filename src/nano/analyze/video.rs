@@ -30,6 +30,9 @@ pub struct VideoAnalysis {
     /// `None` when no object colour covers enough of the clip.
     pub color: Option<Color>,
     pub shape: Option<Shape>,
+    /// What `shape` was read from: the median taper and bounding-box fill of the whole
+    /// detections ([`Detection::taper`]; a square fills 1.0, a ball π/4).
+    pub shape_measures: Option<ShapeMeasures>,
     pub motion: Option<Motion>,
     /// Per frame; `None` where the object was not found.
     pub track: Vec<Option<Detection>>,
@@ -260,6 +263,7 @@ pub fn analyze_video(
         background,
         color: None,
         shape: None,
+        shape_measures: None,
         motion: None,
         track: vec![None; frames.len()],
         impacts_s: Vec::new(),
@@ -283,7 +287,8 @@ pub fn analyze_video(
     }
     out.color = Some(Color::ALL[best]);
     out.track = track;
-    out.shape = classify_shape(&out.track, w, h);
+    out.shape_measures = shape_measures(&out.track, w, h);
+    out.shape = out.shape_measures.map(ShapeMeasures::shape);
     out.motion = classify_motion(&out.track, w, h);
     if matches!(out.motion, Some(Motion::Bounce | Motion::Fall)) {
         // Contacts are timed on the pictures the clip was made of: a held frame adds no
@@ -326,10 +331,29 @@ pub fn held(frames: &[Frame]) -> (usize, usize) {
     (k, middle)
 }
 
-/// An upright triangle is narrow at the top (taper ≈ 0.3, against ≈ 1 for the others); a
-/// square fills its bounding box (1.0) where a ball fills π/4 ≈ 0.785. Medians over frames
-/// where the object is whole and large enough to count.
-fn classify_shape(track: &[Option<Detection>], w: usize, h: usize) -> Option<Shape> {
+/// Median taper and bounding-box fill over the frames where the object is whole and large
+/// enough to count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ShapeMeasures {
+    pub taper: f32,
+    pub fill: f32,
+}
+
+impl ShapeMeasures {
+    /// An upright triangle is narrow at the top (taper ≈ 0.3, against ≈ 1 for the others); a
+    /// square fills its bounding box (1.0) where a ball fills π/4 ≈ 0.785.
+    pub fn shape(self) -> Shape {
+        if self.taper < 0.6 {
+            Shape::Triangle
+        } else if self.fill < 0.89 {
+            Shape::Ball
+        } else {
+            Shape::Square
+        }
+    }
+}
+
+fn shape_measures(track: &[Option<Detection>], w: usize, h: usize) -> Option<ShapeMeasures> {
     let whole: Vec<&Detection> = track
         .iter()
         .flatten()
@@ -349,13 +373,7 @@ fn classify_shape(track: &[Option<Detection>], w: usize, h: usize) -> Option<Sha
             .map(|d| d.pixels as f32 / ((d.bbox.x1 - d.bbox.x0) * (d.bbox.y1 - d.bbox.y0)))
             .collect(),
     )?;
-    Some(if taper < 0.6 {
-        Shape::Triangle
-    } else if fill < 0.89 {
-        Shape::Ball
-    } else {
-        Shape::Square
-    })
+    Some(ShapeMeasures { taper, fill })
 }
 
 /// Largest excursion of a series away from its running extremes and back: the size of a
