@@ -86,7 +86,8 @@ pub struct TrainConfig {
     /// `dit_object_weight` in the restart phase; unset: the first phase's. Not in the recipe:
     /// 3000 steps at lr 3e-4 and weight 12 after the recipe's 10000 scored 74.4% / 73.9%
     /// adherence against 70.6% / 71.1%, but sync p90 334 / 303 ms against 288 / 253
-    /// (`eval nano`, 60 + 60 scenes; the same trade at `--seed 1`).
+    /// (`eval nano`, 60 + 60 scenes; the same trade at `--seed 1`), and so did the same
+    /// restart at the first phase's weight (73.9% / 73.3%, 320 / 337 ms).
     #[serde(default)]
     pub dit_restart_object_weight: Option<f32>,
     /// Steps of a last stage that trains the audio decoder alone on the frozen encoder's
