@@ -245,6 +245,14 @@ pub enum TrainCommand {
         /// Object weight of the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_object_weight: Option<f32>,
+        /// Weight on the hits' audio frames in the second phase (default: the first phase's
+        /// --impact-weight).
+        #[arg(long)]
+        dit_restart_impact_weight: Option<f32>,
+        /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
+        /// own, apart from the video's.
+        #[arg(long)]
+        dit_decoupled_noise: Option<f32>,
         /// Steps of a last stage that trains the audio decoder alone on noised latents
         /// (the encoder and the DiT stay as they are); rerun a finished run with it to
         /// extend that run.
@@ -266,6 +274,10 @@ pub enum TrainCommand {
         /// Largest latent noise of the video-decoder stage, in latent stds.
         #[arg(long)]
         video_decoder_noise: Option<f32>,
+        /// Whether the video decoder reads each latent frame's neighbours (layers trained in
+        /// the video-decoder stage only): true or false.
+        #[arg(long)]
+        video_decoder_temporal_mix: Option<bool>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -594,12 +606,15 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_steps,
                     dit_restart_lr,
                     dit_restart_object_weight,
+                    dit_restart_impact_weight,
+                    dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
                     audio_decoder_noise,
                     video_decoder_steps,
                     video_decoder_lr,
                     video_decoder_noise,
+                    video_decoder_temporal_mix,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -627,12 +642,17 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_lr = dit_restart_lr.unwrap_or(cfg.dit_restart_lr);
             cfg.dit_restart_object_weight =
                 dit_restart_object_weight.or(cfg.dit_restart_object_weight);
+            cfg.dit_restart_impact_weight =
+                dit_restart_impact_weight.or(cfg.dit_restart_impact_weight);
+            cfg.dit_decoupled_noise = dit_decoupled_noise.unwrap_or(cfg.dit_decoupled_noise);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);
             cfg.video_decoder_steps = video_decoder_steps.unwrap_or(cfg.video_decoder_steps);
             cfg.video_decoder_lr = video_decoder_lr.unwrap_or(cfg.video_decoder_lr);
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
+            cfg.video_decoder_temporal_mix =
+                video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

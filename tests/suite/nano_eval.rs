@@ -59,7 +59,7 @@ fn eval_on_committed_weights_gives_a_well_formed_report() {
 
 /// `--source world` judges the world's own clips through the whole eval path (the analyzers
 /// on 4 s 96x56 clips at 24 fps): the reference must score full marks, in sync to well
-/// within a frame. `--dump` writes each judged clip as a playable MP4 with sound.
+/// within a frame, one onset heard per contact. `--dump` writes each judged clip as a playable MP4 with sound.
 #[test]
 fn the_world_scores_full_marks_and_dumped_clips_play() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/nano");
@@ -78,6 +78,13 @@ fn the_world_scores_full_marks_and_dumped_clips_play() {
         assert_eq!(s.background_pct, 100.0, "{split:?}");
         if let Some(p90) = s.sync_p90_ms {
             assert!(p90 <= frame_ms, "{split:?}: sync p90 {p90} ms");
+        }
+        // Every contact's hit is heard once, and nothing else is heard as a hit.
+        if let Some(r) = s.onsets_per_contact {
+            assert!(
+                (0.95..=1.05).contains(&r),
+                "{split:?}: {r} onsets per contact"
+            );
         }
     }
     let clip = out.path().join("held-out-05.mp4");

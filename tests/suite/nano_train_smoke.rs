@@ -205,9 +205,36 @@ fn the_worker_count_does_not_change_the_weights() {
     }
 }
 
+#[test]
+fn decoupled_noise_levels_change_the_dit_and_nothing_before_it() {
+    let trained = |decoupled: f32| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+        cfg.codec_steps = 2;
+        cfg.audio_codec_steps = 2;
+        cfg.dit_steps = 3;
+        cfg.audio_decoder_steps = 0;
+        cfg.video_decoder_steps = 0;
+        cfg.dit_decoupled_noise = decoupled;
+        let mut losses = Vec::new();
+        let done = run(cfg, &Device::Cpu, &mut |p| losses.push(p.loss)).expect("training runs");
+        assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+        weights(&done.model_dir)
+    };
+    let (shared, apart) = (trained(0.0), trained(1.0));
+    for (name, a) in &shared {
+        let d = max_abs_diff(a, &apart[name]);
+        let dit = (name.starts_with("dit.") && !name.ends_with("rope.bands"))
+            || name.starts_with("text_encoder.");
+        assert_eq!(d > 0.0, dit, "{name} changed by {d}");
+    }
+}
+
 /// Trains a short run without the decoder stages, reruns it with `stage` set to 6 steps, and
 /// checks that only `stage` ran and only the tensors under `prefix` changed.
-fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str) {
+/// `temporal_mix`: the extension also turns on the video decoder's mixing layers, which the
+/// first run's checkpoint does not hold.
+fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str, temporal_mix: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
     cfg.codec_steps = 2;
@@ -223,11 +250,25 @@ fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str) {
         Stage::VideoDecoder => cfg.video_decoder_steps = 6,
         other => panic!("{other:?} is not a decoder stage"),
     }
+    cfg.video_decoder_temporal_mix = temporal_mix;
     let mut stages = Vec::new();
     let after = run(cfg, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("extended run");
     assert_eq!(stages, vec![stage; 6]);
+    let config = std::fs::read_to_string(after.model_dir.join("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["video"]["temporal_mix"], temporal_mix);
     let after = weights(&after.model_dir);
-    assert_eq!(before.len(), after.len());
+    // The mixing layers are new (trained from zero), everything else was there before.
+    let mix: Vec<&String> = after.keys().filter(|n| n.contains(".mix_")).collect();
+    assert_eq!(mix.len(), if temporal_mix { 4 } else { 0 }, "{mix:?}");
+    for name in mix {
+        let zero = after[name].zeros_like().expect("zeros");
+        assert!(
+            max_abs_diff(&after[name], &zero) > 0.0,
+            "{name} did not train"
+        );
+    }
+    assert_eq!(before.len() + if temporal_mix { 4 } else { 0 }, after.len());
     for (name, a) in &before {
         let d = max_abs_diff(a, &after[name]);
         // Everything else, the DiT's exported average included, is the first run's.
@@ -237,12 +278,17 @@ fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str) {
 
 #[test]
 fn the_audio_decoder_stage_extends_a_finished_run_and_changes_only_the_audio_decoder() {
-    a_decoder_stage_extends_a_finished_run(Stage::AudioDecoder, "audio_decoder.");
+    a_decoder_stage_extends_a_finished_run(Stage::AudioDecoder, "audio_decoder.", false);
 }
 
 #[test]
 fn the_video_decoder_stage_extends_a_finished_run_and_changes_only_the_video_decoder() {
-    a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.");
+    a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.", false);
+}
+
+#[test]
+fn the_video_decoders_temporal_mix_extends_a_finished_run_from_the_identity() {
+    a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.", true);
 }
 
 #[test]

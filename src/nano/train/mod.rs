@@ -38,7 +38,9 @@ pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
 pub use probe::TextProbe;
 
-use crate::engine::models::nano::{self, LatentStats, Nano, NanoConfig, NanoTokenizer};
+use crate::engine::models::nano::{
+    self, LatentStats, Nano, NanoConfig, NanoTokenizer, VideoCodecConfig,
+};
 use crate::engine::pipelines::magihuman::SeededNoise;
 use crate::engine::registry::{Registry, MANIFEST_FILE};
 
@@ -90,6 +92,9 @@ pub struct TrainConfig {
     /// restart at the first phase's weight (73.9% / 73.3%, 320 / 337 ms).
     #[serde(default)]
     pub dit_restart_object_weight: Option<f32>,
+    /// `impact_weight` in the restart phase's DiT loss; unset: the first phase's.
+    #[serde(default)]
+    pub dit_restart_impact_weight: Option<f32>,
     /// Steps of a last stage that trains the audio decoder alone on the frozen encoder's
     /// latents plus noise of the size of the DiT's errors, so that a near miss decodes as
     /// what it misses (a "silent" latent as silence). The encoder, the latent statistics and
@@ -117,6 +122,12 @@ pub struct TrainConfig {
     /// Largest latent noise of that stage, in latent stds, drawn per clip from 0 to this.
     #[serde(default)]
     pub video_decoder_noise: f32,
+    /// The video decoder reads each latent frame's neighbours
+    /// ([`VideoCodecConfig::temporal_mix`]):
+    /// its mixing layers start as the identity and train in the video-decoder stage only,
+    /// so the stages before it are the same with or without them.
+    #[serde(default)]
+    pub video_decoder_temporal_mix: bool,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -177,6 +188,15 @@ pub struct TrainConfig {
     pub codec_object_weight: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
+    /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
+    /// like the video's but apart from it (the rest share one level, as sampling does). The
+    /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
+    /// three video seeds gave one soundtrack (loudness envelopes correlated 0.99), and its
+    /// hits match its contacts no better than another clip's hits do. At one shared level
+    /// the picture is as noisy as the sound and never tells it when the hits come; with the
+    /// picture cleaner than the sound it does. 0: the recipe's.
+    #[serde(default)]
+    pub dit_decoupled_noise: f32,
     /// Weight of the [`TextProbe`]'s loss in the DiT stage: linear heads read the scene's
     /// attributes from the pooled caption feature, so the text encoder groups the words the
     /// captions vary ("box", "cube", "block") by what they name. 0: no probe. The recipe's 1,
@@ -246,12 +266,14 @@ impl TrainConfig {
             dit_restart_steps: 0,
             dit_restart_lr: 0.0,
             dit_restart_object_weight: None,
+            dit_restart_impact_weight: None,
             audio_decoder_steps: 6000,
             audio_decoder_lr: 5e-4,
             audio_decoder_noise: AUDIO_DECODER_NOISE,
             video_decoder_steps: 0,
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
+            video_decoder_temporal_mix: false,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -270,6 +292,7 @@ impl TrainConfig {
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             text_probe_weight: 1.0,
+            dit_decoupled_noise: 0.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
             codec_spectral_weight: 1.0,
@@ -326,6 +349,9 @@ impl TrainConfig {
         if self.batch == 0 || self.checkpoint_every == 0 {
             return bad("batch and checkpoint_every must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.dit_decoupled_noise) {
+            return bad("dit_decoupled_noise is a share of the clips: from 0 to 1");
+        }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
         }
@@ -375,11 +401,26 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// A training noise level from a uniform draw in [0, 1): [`Self::sigma_shift`]'s warp.
+    fn shifted_sigma(&self, u01: f64) -> f64 {
+        let s = self.sigma_shift;
+        (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0)
+    }
+
     /// The DiT stage's object weight at `step`: the first phase's, then the restart's.
     fn dit_object_weight_at(&self, step: usize) -> f32 {
         match self.dit_restart_object_weight {
             Some(w) if step >= self.dit_steps => w,
             _ => self.dit_object_weight,
+        }
+    }
+
+    /// The DiT stage's weight on the hits' audio frames at `step`: the first phase's, then
+    /// the restart's.
+    fn dit_impact_weight_at(&self, step: usize) -> f32 {
+        match self.dit_restart_impact_weight {
+            Some(w) if step >= self.dit_steps => w,
+            _ => self.impact_weight,
         }
     }
 
@@ -399,10 +440,11 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-const RESTART_SETTINGS: [&str; 3] = [
+const RESTART_SETTINGS: [&str; 4] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
+    "dit_restart_impact_weight",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
@@ -417,10 +459,11 @@ const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-const VIDEO_DECODER_SETTINGS: [&str; 3] = [
+const VIDEO_DECODER_SETTINGS: [&str; 4] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
+    "video_decoder_temporal_mix",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -590,7 +633,7 @@ fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
             (0..n)
                 .map(|k| 1.0 / 100f32.powf(k as f32 / n as f32))
                 .collect()
-        } else if dims.len() < 2 || name.contains("final_linear") {
+        } else if dims.len() < 2 || name.contains("final_linear") || is_temporal_mix_var(name) {
             vec![0.0; n]
         } else {
             let fan_in: usize = dims[1..].iter().product();
@@ -625,15 +668,29 @@ fn vars_with_prefix(varmap: &VarMap, prefixes: &[&str]) -> candle::Result<Vec<(S
 /// Sets each of `vars` from the tensor of the same name in the safetensors file `path`,
 /// refusing by name one that is missing or shaped unlike this run's (`fix` says what to do).
 fn set_vars(vars: Vec<(String, Var)>, path: &Path, fix: &str) -> Result<(), TrainError> {
+    set_vars_or_keep(vars, path, &|_| false, fix)
+}
+
+/// [`set_vars`], except that a variable the file lacks keeps its value where `may_lack` says
+/// the file may lack it.
+fn set_vars_or_keep(
+    vars: Vec<(String, Var)>,
+    path: &Path,
+    may_lack: &dyn Fn(&str) -> bool,
+    fix: &str,
+) -> Result<(), TrainError> {
     let tensors = candle::safetensors::load(path, &Device::Cpu)?;
     for (name, var) in vars {
         let bad = |what: String| TrainError::BadCheckpoint {
             path: path.to_path_buf(),
             message: format!("{what}; {fix}"),
         };
-        let t = tensors
-            .get(&name)
-            .ok_or_else(|| bad(format!("no tensor {name}")))?;
+        let Some(t) = tensors.get(&name) else {
+            if may_lack(&name) {
+                continue;
+            }
+            return Err(bad(format!("no tensor {name}")));
+        };
         if t.dims() != var.dims() {
             return Err(bad(format!(
                 "{name} is {:?}, this run's model needs {:?}",
@@ -1038,10 +1095,19 @@ impl Run<'_> {
             2,
         )?;
         let u = noise.sample(2);
-        let u01 = uniform(u[0]);
-        let s = self.cfg.sigma_shift;
-        let sigma = (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0);
+        let sigma = self.cfg.shifted_sigma(uniform(u[0]));
         let drop = uniform(u[1]) < self.cfg.caption_dropout;
+        let sigma_audio = if self.cfg.dit_decoupled_noise > 0.0 {
+            // Drawn only when asked, so the recipe's noise stream is unchanged.
+            let d = noise.sample(2);
+            if uniform(d[0]) < self.cfg.dit_decoupled_noise as f64 {
+                self.cfg.shifted_sigma(uniform(d[1]))
+            } else {
+                sigma
+            }
+        } else {
+            sigma
+        };
         let prompt = if drop { "" } else { clip.caption.as_str() };
         let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
         let txt = m.text_encoder.forward(&ids)?;
@@ -1056,8 +1122,9 @@ impl Run<'_> {
         let ev = noise_like(&mut noise, &zv)?;
         let ea = noise_like(&mut noise, &za)?;
         let xv = ((&zv * (1.0 - sigma))? + (&ev * sigma)?)?;
-        let xa = ((&za * (1.0 - sigma))? + (&ea * sigma)?)?;
-        let (pv, pa) = m.velocity(&xv, &xa, &txt, ids.len(), sigma as f32)?;
+        let xa = ((&za * (1.0 - sigma_audio))? + (&ea * sigma_audio)?)?;
+        let (pv, pa) =
+            m.velocity_at(&xv, &xa, &txt, ids.len(), sigma as f32, sigma_audio as f32)?;
         let (mask, [t, h, w]) = clip.latent_object_mask();
         let wv = weights(
             &mask,
@@ -1068,7 +1135,12 @@ impl Run<'_> {
         let n_audio = za.dim(1)?;
         let mut impacts = clip.impact_frames.clone();
         impacts.resize(n_audio, 0.0);
-        let wa = weights(&impacts, (1, n_audio, 1), self.cfg.impact_weight, &self.dev)?;
+        let wa = weights(
+            &impacts,
+            (1, n_audio, 1),
+            self.cfg.dit_impact_weight_at(step),
+            &self.dev,
+        )?;
         Ok((
             [
                 weighted_mse(&pv, &(ev - zv)?, &wv)?,
@@ -1249,6 +1321,20 @@ fn is_audio_codec_var(name: &str) -> bool {
 
 const DIT_PREFIXES: [&str; 2] = ["dit.", "text_encoder."];
 
+/// The video decoder's temporal mixing layers: zero (the identity) until the video-decoder
+/// stage, the only one that trains them.
+fn is_temporal_mix_var(name: &str) -> bool {
+    name.starts_with("video_decoder.mix_")
+}
+
+/// The codecs' variables, without the temporal mixing layers.
+fn codec_vars(varmap: &VarMap) -> candle::Result<Vec<(String, Var)>> {
+    Ok(vars_with_prefix(varmap, &CODEC_PREFIXES)?
+        .into_iter()
+        .filter(|(n, _)| !is_temporal_mix_var(n))
+        .collect())
+}
+
 /// What the DiT stage trains: the exported DiT and text encoder, and the text probe.
 const DIT_STAGE_PREFIXES: [&str; 3] = [DIT_PREFIXES[0], DIT_PREFIXES[1], probe::PREFIX];
 
@@ -1267,7 +1353,12 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
     let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
     let theirs: NanoConfig =
         serde_json::from_str(&text).map_err(|e| bad(cfg_path.clone(), e.to_string()))?;
-    if theirs.video != cfg.video || theirs.audio != cfg.audio {
+    let mix = cfg.video.temporal_mix;
+    let their_video = VideoCodecConfig {
+        temporal_mix: mix,
+        ..theirs.video.clone()
+    };
+    if their_video != cfg.video || theirs.audio != cfg.audio {
         return Err(bad(
             cfg_path,
             "its codecs are configured unlike this run's (video/audio sections differ); \
@@ -1276,7 +1367,7 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
         ));
     }
     set_vars(
-        vars_with_prefix(varmap, &CODEC_PREFIXES)?,
+        codec_vars(varmap)?,
         &dir.join(nano::WEIGHTS_FILE),
         "train the codecs too (drop --codecs-from)",
     )?;
@@ -1299,6 +1390,7 @@ pub fn run(
     };
     // The sampler walks the noise levels the DiT was trained on.
     model_cfg.sampler.shift = cfg.sigma_shift;
+    model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
     let varmap = VarMap::new();
     let model = Nano::new(
         &model_cfg,
@@ -1355,9 +1447,13 @@ pub fn run(
         }
         let recipe = run.state.recipe.take();
         run.state = State { recipe, ..saved };
-        set_vars(
+        // A checkpoint from before the video-decoder stage may predate its mixing layers,
+        // which are the identity until then: they keep their zeros.
+        let before_mix = run.state.stage < Stage::VideoDecoder;
+        set_vars_or_keep(
             all_vars(&run.varmap)?,
             &run.ckpt("vars.safetensors"),
+            &|name| before_mix && is_temporal_mix_var(name),
             "this run folder was written by a Nano of another layout (runs from before \
              2026-12-02's progress channel have one DiT input channel fewer); train into a \
              new --out folder",
@@ -1414,8 +1510,12 @@ pub fn run(
         // The two codecs are clipped apart: the audio codec's loss is larger, and one global
         // norm let it shrink the video codec's steps (at its ceiling: shape 50% against 65%).
         // The text probe too, so that its gradients never shrink the DiT's.
+        let mut vars = vars_with_prefix(&run.varmap, prefixes)?;
+        if stage != Stage::VideoDecoder {
+            vars.retain(|(n, _)| !is_temporal_mix_var(n));
+        }
         let mut opt = AdamW::new(
-            vars_with_prefix(&run.varmap, prefixes)?,
+            vars,
             AdamWParams {
                 lr: base_lr,
                 ..AdamWParams::default()
@@ -1648,12 +1748,16 @@ mod tests {
             dit_restart_steps: 3000,
             dit_restart_lr: 3e-4,
             dit_restart_object_weight: Some(12.0),
+            dit_restart_impact_weight: Some(0.0),
             ..first.clone()
         };
-        // The object weight changes with the phase, and only if asked to.
+        // The loss weights change with the phase, and only if asked to.
         assert_eq!(extended.dit_object_weight_at(9999), 4.0);
         assert_eq!(extended.dit_object_weight_at(10000), 12.0);
         assert_eq!(first.dit_object_weight_at(10000), 4.0);
+        assert_eq!(extended.dit_impact_weight_at(9999), 4.0);
+        assert_eq!(extended.dit_impact_weight_at(10000), 0.0);
+        assert_eq!(first.dit_impact_weight_at(10000), 4.0);
         // The same rates up to the end of the first phase, then a warm restart that decays.
         for step in [0, 49, 50, 5000, 9999] {
             assert_eq!(
@@ -1726,6 +1830,7 @@ mod tests {
             r.insert("dit_restart_steps".into(), 3000.into());
             r.insert("dit_restart_lr".into(), 3e-4.into());
             r.insert("dit_restart_object_weight".into(), 12.0.into());
+            r.insert("dit_restart_impact_weight".into(), 0.0.into());
             r
         };
         assert!(

@@ -14,6 +14,11 @@ pub struct VideoCodecConfig {
     pub latent_channels: usize,
     /// Widths at full, 1/2, 1/4 and 1/8 resolution.
     pub channels: [usize; 4],
+    /// The decoder also reads the latent frames before and after each one
+    /// ([`super::video_codec::VideoDecoder`]'s `mix_in`, `mix_out`), so a group of 4 frames
+    /// continues the group before it. Off in configs written before it existed.
+    #[serde(default)]
+    pub temporal_mix: bool,
 }
 
 impl VideoCodecConfig {
@@ -153,6 +158,7 @@ impl NanoConfig {
             video: VideoCodecConfig {
                 latent_channels: zv,
                 channels: [32, 64, 96, 96],
+                temporal_mix: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -308,7 +314,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_preset_reads_progress_and_configs_from_before_it_still_load() {
+    fn the_preset_reads_progress_and_configs_from_before_it_and_the_temporal_mix_still_load() {
         let cfg = NanoConfig::nano(127);
         cfg.validate().unwrap();
         assert!(cfg.progress);
@@ -319,10 +325,12 @@ mod tests {
         let mut json = serde_json::to_value(&cfg).unwrap();
         let map = json.as_object_mut().unwrap();
         map.remove("progress");
+        map["video"].as_object_mut().unwrap().remove("temporal_mix");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
         map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
         let old: NanoConfig = serde_json::from_value(json).unwrap();
         assert!(!old.progress);
+        assert!(!old.video.temporal_mix);
         old.validate().unwrap();
 
         // The flag and the DiT's input widths must agree.

@@ -71,6 +71,21 @@ impl Nano {
         txt_len: usize,
         sigma: f32,
     ) -> Result<(Tensor, Tensor)> {
+        self.velocity_at(xv, xa, txt, txt_len, sigma, sigma)
+    }
+
+    /// [`Self::velocity`] with the video and the audio at noise levels of their own (the
+    /// noise-level channels tell the DiT each one's): training at unequal levels makes one
+    /// modality learn from the other.
+    pub fn velocity_at(
+        &self,
+        xv: &Tensor,
+        xa: &Tensor,
+        txt: &Tensor,
+        txt_len: usize,
+        sigma_video: f32,
+        sigma_audio: f32,
+    ) -> Result<(Tensor, Tensor)> {
         if !self.cfg.conditioning {
             return self.dit.velocity(xv, xa, txt, txt_len);
         }
@@ -78,9 +93,9 @@ impl Nano {
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
         let na = xa.dim(1)?;
         let progress = self.cfg.progress;
-        let video = conditioning::video((t, h, w), fps, sigma, progress, dev)?;
+        let video = conditioning::video((t, h, w), fps, sigma_video, progress, dev)?;
         let mut xv = conditioning::append(xv, &video, 1)?;
-        let audio = conditioning::audio(na, fps, sigma, progress, dev)?;
+        let audio = conditioning::audio(na, fps, sigma_audio, progress, dev)?;
         let mut xa = conditioning::append(xa, &audio, 2)?;
         if self.cfg.pooled_text {
             let pooled = conditioning::pooled_text(txt, txt_len)?;

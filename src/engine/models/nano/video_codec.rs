@@ -4,7 +4,11 @@
 //!
 //! The first frame is repeated to fill its own group of 4 (Wan's causal first frame), each
 //! group of 4 frames is stacked in channels, and everything else is 2-D convolution: a strided
-//! encoder and a nearest-upsample + conv decoder.
+//! encoder and a nearest-upsample + conv decoder. With `temporal_mix` the decoder also reads
+//! each latent frame's neighbours (a residual conv over the features of frames t-1, t, t+1,
+//! at the latent's resolution and again before the output): decoded alone, a group of 4
+//! frames from an imperfect latent drifts within itself and jumps back at the next group, a
+//! sawtooth that reads as a hop every 0.5 s.
 
 use candle::{Module, Result, Tensor};
 use candle_core as candle;
@@ -70,11 +74,37 @@ impl VideoEncoder {
     }
 }
 
+/// `x + conv([x(t-1), x(t), x(t+1)])` over `[T, C, H, W]` features, the first and last frames
+/// standing in for their missing neighbours. Trained from zero, so it starts as the identity.
+#[derive(Debug, Clone)]
+struct TemporalMix(Conv2d);
+
+impl TemporalMix {
+    fn new(channels: usize, kernel: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self(conv(3 * channels, channels, kernel, 1, vb)?))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let (prev, next) = if t == 1 {
+            (x.clone(), x.clone())
+        } else {
+            (
+                Tensor::cat(&[&x.narrow(0, 0, 1)?, &x.narrow(0, 0, t - 1)?], 0)?,
+                Tensor::cat(&[&x.narrow(0, 1, t - 1)?, &x.narrow(0, t - 1, 1)?], 0)?,
+            )
+        };
+        x + self.0.forward(&Tensor::cat(&[&prev, x, &next], 1)?)?
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VideoDecoder {
     conv_in: Conv2d,
     up: Vec<Conv2d>,
     conv_out: Conv2d,
+    /// `(mix_in, mix_out)` with `temporal_mix`.
+    mix: Option<(TemporalMix, TemporalMix)>,
 }
 
 impl VideoDecoder {
@@ -85,10 +115,19 @@ impl VideoDecoder {
             .map(|i| conv(c[3 - i], c[2 - i], 3, 1, vb.pp("up").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let conv_out = conv(c[0], 3 * GROUP, 3, 1, vb.pp("conv_out"))?;
+        let mix = if cfg.temporal_mix {
+            Some((
+                TemporalMix::new(c[3], 3, vb.pp("mix_in"))?,
+                TemporalMix::new(c[0], 1, vb.pp("mix_out"))?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             conv_in,
             up,
             conv_out,
+            mix,
         })
     }
 
@@ -102,13 +141,69 @@ impl VideoDecoder {
             .conv_in
             .forward(&latent.squeeze(0)?.permute((1, 0, 2, 3))?.contiguous()?)?
             .silu()?;
+        if let Some((mix_in, _)) = &self.mix {
+            x = mix_in.forward(&x)?;
+        }
         let (mut hh, mut ww) = (h, w);
         for u in &self.up {
             hh *= 2;
             ww *= 2;
             x = u.forward(&x.upsample_nearest2d(hh, ww)?)?.silu()?;
         }
+        if let Some((_, mix_out)) = &self.mix {
+            x = mix_out.forward(&x)?;
+        }
         let y = self.conv_out.forward(&x)?.reshape((t * GROUP, 3, hh, ww))?;
         y.narrow(0, GROUP - 1, (t - 1) * GROUP + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle::{DType, Device, IndexOp};
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    fn config(temporal_mix: bool) -> VideoCodecConfig {
+        VideoCodecConfig {
+            latent_channels: 4,
+            channels: [4, 8, 8, 8],
+            temporal_mix,
+        }
+    }
+
+    /// Frames decoded from `[1, 4, 3, 2, 2]` latents whose last latent frame is `last`.
+    fn decode(dec: &VideoDecoder, last: f32) -> Tensor {
+        let dev = Device::Cpu;
+        let z = Tensor::ones((1, 4, 2, 2, 2), DType::F32, &dev).unwrap();
+        let l = (Tensor::ones((1, 4, 1, 2, 2), DType::F32, &dev).unwrap() * last as f64).unwrap();
+        dec.decode(&Tensor::cat(&[&z, &l], 2).unwrap()).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn temporal_mix_starts_as_the_identity_and_lets_a_group_see_the_next_latent() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let plain = VideoDecoder::new(&config(false), vb.clone()).unwrap();
+        let mixed = VideoDecoder::new(&config(true), vb).unwrap();
+        // Decoded alone, the middle group (frames 1..5) ignores the last latent frame.
+        let (a, b) = (decode(&plain, 1.0), decode(&plain, -1.0));
+        assert_eq!(a.dims(), &[9, 3, 16, 16]);
+        assert_eq!(values(&a.i(1..5).unwrap()), values(&b.i(1..5).unwrap()));
+        // With the mixing layers it reads it.
+        let (c, d) = (decode(&mixed, 1.0), decode(&mixed, -1.0));
+        assert_ne!(values(&c.i(1..5).unwrap()), values(&d.i(1..5).unwrap()));
+        // Zeroed, as training starts them, the layers change nothing.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.starts_with("mix_") {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        assert_eq!(values(&decode(&mixed, 1.0)), values(&a));
     }
 }
