@@ -195,6 +195,10 @@ pub enum EvalCommand {
         /// Sampler steps (default: the model's own).
         #[arg(long)]
         steps: Option<usize>,
+        /// Sampling order (default: the model's own): `joint`, `video-first` (the sound
+        /// drawn after the picture, reading it) or `audio-first`.
+        #[arg(long, value_parser = ["joint", "video-first", "audio-first"])]
+        order: Option<String>,
         /// What makes the clips: `model` (the eval), `codec` (the world's clips through the
         /// codecs: the decoders' ceiling) or `world` (the world's clips: checks the analyzers).
         #[arg(long, default_value = "model", value_parser = ["model", "codec", "world"])]
@@ -570,6 +574,7 @@ pub fn run(cli: Cli) -> CliResult {
                     scenes,
                     seed,
                     steps,
+                    order,
                     source,
                     json,
                     dump,
@@ -577,6 +582,12 @@ pub fn run(cli: Cli) -> CliResult {
                     seconds,
                 },
         } => {
+            use crate::engine::models::nano::SampleOrder;
+            let order = order.map(|o| match o.as_str() {
+                "video-first" => SampleOrder::VideoFirst,
+                "audio-first" => SampleOrder::AudioFirst,
+                _ => SampleOrder::Joint,
+            });
             let source = match source.as_str() {
                 "codec" => crate::nano::eval::Source::Codec,
                 "world" => crate::nano::eval::Source::World,
@@ -586,6 +597,7 @@ pub fn run(cli: Cli) -> CliResult {
                 scenes_per_split: scenes,
                 seed,
                 steps,
+                order,
                 source,
                 dump,
                 fps,

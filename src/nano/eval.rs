@@ -22,6 +22,7 @@ use std::time::Instant;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::models::nano::SampleOrder;
 use crate::engine::pipelines::nano::{NanoClip, NanoError, NanoPipeline};
 use crate::media;
 use crate::nano::analyze::{analyze_clip, AnalyzeError};
@@ -72,6 +73,9 @@ pub struct EvalConfig {
     pub duration_s: f32,
     /// Overrides the model's default sampler steps.
     pub steps: Option<usize>,
+    /// Overrides the model's default sampling order.
+    #[serde(default)]
+    pub order: Option<SampleOrder>,
     /// What makes the clips: the model (the eval proper), or one of the two references
     /// that bound it from above.
     #[serde(default)]
@@ -117,6 +121,7 @@ impl EvalConfig {
             fps: 24,
             duration_s: 4.0,
             steps: None,
+            order: None,
             source: Source::Model,
             dump: None,
         }
@@ -306,6 +311,8 @@ pub struct EvalReport {
     /// Sampler steps and guided steps actually used.
     pub steps: usize,
     pub cfg_steps: Option<usize>,
+    #[serde(default)]
+    pub order: SampleOrder,
     /// The sync target: one frame at the output rate.
     pub frame_ms: f32,
     /// In-distribution, held-out, then all clips together.
@@ -337,7 +344,7 @@ impl fmt::Display for EvalReport {
         let c = &self.config;
         writeln!(
             f,
-            "Nano eval ({}): {}, {} scenes per split, {}x{} @ {} fps, {:.1} s, {} steps (CFG on {}), seed {}",
+            "Nano eval ({}): {}, {} scenes per split, {}x{} @ {} fps, {:.1} s, {} steps (CFG on {}){}, seed {}",
             c.source.name(),
             c.model_dir.display(),
             c.scenes_per_split,
@@ -348,6 +355,11 @@ impl fmt::Display for EvalReport {
             self.steps,
             self.cfg_steps
                 .map_or_else(|| "all".to_string(), |n| n.min(self.steps).to_string()),
+            match self.order {
+                SampleOrder::Joint => "",
+                SampleOrder::VideoFirst => ", video first",
+                SampleOrder::AudioFirst => ", audio first",
+            },
             c.seed
         )?;
         let opt =
@@ -448,6 +460,9 @@ pub fn run(
     if let Some(steps) = cfg.steps {
         pipe.sampler.steps = steps;
     }
+    if let Some(order) = cfg.order {
+        pipe.sampler.order = order;
+    }
     let total = 2 * cfg.scenes_per_split;
     let mut clips = Vec::with_capacity(total);
     for split in [Split::InDistribution, Split::HeldOut] {
@@ -480,6 +495,7 @@ pub fn run(
     Ok(EvalReport {
         steps: pipe.sampler.steps,
         cfg_steps: pipe.sampler.cfg_steps,
+        order: pipe.sampler.order,
         frame_ms: cfg.frame_ms(),
         splits,
         clips,

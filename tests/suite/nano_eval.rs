@@ -126,3 +126,50 @@ fn codec_reconstruction_keeps_size_rate_and_length() {
     assert!(mean_err < 40.0, "mean abs error {mean_err} of 255");
     assert!(pipe.reconstruct(&rgb, 50, 32, &audio, 24, dur).is_err());
 }
+
+/// The two-pass sampling orders run `steps` twice (the progress callback says so) and give
+/// clips of the asked shape that differ from the joint order's.
+#[test]
+fn two_pass_sampling_orders_run_both_passes() {
+    use candle_core::Device;
+    use happyhorse::engine::models::nano::SampleOrder;
+    use happyhorse::engine::pipelines::nano::NanoPipeline;
+    use std::ops::ControlFlow;
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/nano");
+    let mut pipe = NanoPipeline::load(&dir, &Device::Cpu).expect("committed weights load");
+    pipe.sampler.steps = 3;
+    pipe.sampler.cfg_steps = Some(1);
+    let mut clips = Vec::new();
+    for (order, passes) in [
+        (SampleOrder::Joint, 1),
+        (SampleOrder::VideoFirst, 2),
+        (SampleOrder::AudioFirst, 2),
+    ] {
+        pipe.sampler.order = order;
+        let mut seen = Vec::new();
+        let clip = pipe
+            .generate(
+                "a red ball bouncing",
+                48,
+                32,
+                8,
+                1.0,
+                1,
+                2,
+                1.0,
+                &mut |k, n| {
+                    seen.push((k, n));
+                    ControlFlow::Continue(())
+                },
+            )
+            .expect("generates");
+        let want: Vec<_> = (1..=3 * passes).map(|k| (k, 3 * passes)).collect();
+        assert_eq!(seen, want, "{order:?}");
+        assert_eq!(clip.frames_rgb.len(), 8 * 48 * 32 * 3);
+        assert_eq!(clip.audio.len(), clip.sample_rate as usize);
+        clips.push(clip);
+    }
+    assert_ne!(clips[0].audio, clips[1].audio);
+    assert_ne!(clips[0].frames_rgb, clips[2].frames_rgb);
+}

@@ -16,7 +16,7 @@ use super::magihuman::{
     TextCondition,
 };
 use crate::engine::models::nano::{
-    self, Nano, NanoConfig, NanoSamplerDefaults, NanoTokenizer, VideoCodecConfig,
+    self, Nano, NanoConfig, NanoSamplerDefaults, NanoTokenizer, SampleOrder, VideoCodecConfig,
 };
 use crate::engine::weights::{load_var_builder, LoadOptions, WeightsError};
 
@@ -201,34 +201,67 @@ impl NanoPipeline {
             low_noise_video_guidance_scale: s.guidance_video,
             guidance_switch_timestep: 0,
         };
-        let inputs = SamplerInputs {
-            latent_video: noise_video,
-            latent_audio: noise_audio,
-            text: TextCondition {
-                feat: &txt,
-                len: txt_len,
-            },
-            negative: Some(TextCondition {
-                feat: &null,
-                len: null_len,
-            }),
-            latent_image: None,
-            audio_given: false,
+        let text = TextCondition {
+            feat: &txt,
+            len: txt_len,
+        };
+        let negative = TextCondition {
+            feat: &null,
+            len: null_len,
         };
         let mut renoise = SeededNoise::new(seed ^ 0x6E61_6E6F_5245_4E4F);
-        let denoiser = CfgSchedule {
-            dit: &self.model,
-            cfg_steps: s.cfg_steps.unwrap_or(usize::MAX),
-            calls: Cell::new(0),
-            last_cond: RefCell::new(None),
+        let cfg_steps = s.cfg_steps.unwrap_or(usize::MAX);
+        let mut run = |denoiser: &dyn Denoiser,
+                       latent_video: Tensor,
+                       latent_audio: Tensor,
+                       pass: (usize, usize)|
+         -> Result<(Tensor, Tensor), NanoError> {
+            let inputs = SamplerInputs {
+                latent_video,
+                latent_audio,
+                text,
+                negative: Some(negative),
+                latent_image: None,
+                audio_given: false,
+            };
+            let guided = CfgSchedule {
+                dit: denoiser,
+                cfg_steps,
+                calls: Cell::new(0),
+                last_cond: RefCell::new(None),
+            };
+            let (pass, passes) = pass;
+            let out = sample(&guided, &sampler_cfg, inputs, &mut renoise, &mut |ev| {
+                on_step(pass * ev.num_steps + ev.step + 1, passes * ev.num_steps)
+            })?;
+            Ok((out.latent_video, out.latent_audio))
         };
-        let out = sample(&denoiser, &sampler_cfg, inputs, &mut renoise, &mut |ev| {
-            on_step(ev.step + 1, ev.num_steps)
-        })?;
+        let hold = |video: Option<(Tensor, f32)>, audio: Option<(Tensor, f32)>| Hold {
+            model: &self.model,
+            video,
+            audio,
+        };
+        let (latent_video, latent_audio) = match s.order {
+            SampleOrder::Joint => run(&self.model, noise_video, noise_audio, (0, 1))?,
+            SampleOrder::VideoFirst => {
+                let first = hold(None, Some((noise_audio.clone(), 1.0)));
+                let (video, _) = run(&first, noise_video, noise_audio.clone(), (0, 2))?;
+                let second = hold(Some((video.clone(), 0.0)), None);
+                let (_, audio) = run(&second, video.clone(), noise_audio, (1, 2))?;
+                (video, audio)
+            }
+            SampleOrder::AudioFirst => {
+                let first = hold(Some((noise_video.clone(), 1.0)), None);
+                let (_, audio) = run(&first, noise_video.clone(), noise_audio, (0, 2))?;
+                let second = hold(None, Some((audio.clone(), 0.0)));
+                let (video, _) = run(&second, noise_video, audio.clone(), (1, 2))?;
+                (video, audio)
+            }
+        };
 
         let lat = &cfg.latent;
-        let zv = nano::denormalize(&out.latent_video, &lat.video_mean, &lat.video_std, 1)?;
-        let za = nano::denormalize(&out.latent_audio, &lat.audio_mean, &lat.audio_std, 2)?;
+        let zv = nano::denormalize(&latent_video, &lat.video_mean, &lat.video_std, 1)?;
+        let za = nano::denormalize(&latent_audio, &lat.audio_mean, &lat.audio_std, 2)?;
         self.decode(&zv, &za, width, height, fps, duration_s)
     }
 
@@ -362,6 +395,48 @@ impl Denoiser for Nano {
     }
 }
 
+/// The DiT with one modality held still at a fixed noise level while the sampler moves
+/// the other, for the two-pass [`SampleOrder`]s: the held modality's velocity is zero and
+/// the sampler's copy of it is ignored.
+struct Hold<'a> {
+    model: &'a Nano,
+    video: Option<(Tensor, f32)>,
+    audio: Option<(Tensor, f32)>,
+}
+
+impl Denoiser for Hold<'_> {
+    fn velocity(
+        &self,
+        latent_video: &Tensor,
+        latent_audio: &Tensor,
+        txt_feat: &Tensor,
+        txt_len: usize,
+        sigma: f64,
+    ) -> candle::Result<(Tensor, Tensor)> {
+        let sigma = sigma as f32;
+        let (xv, sv) = self
+            .video
+            .as_ref()
+            .map_or((latent_video, sigma), |(x, s)| (x, *s));
+        let (xa, sa) = self
+            .audio
+            .as_ref()
+            .map_or((latent_audio, sigma), |(x, s)| (x, *s));
+        let (v, a) = self.model.velocity_at(xv, xa, txt_feat, txt_len, sv, sa)?;
+        let v = if self.video.is_some() {
+            v.zeros_like()?
+        } else {
+            v
+        };
+        let a = if self.audio.is_some() {
+            a.zeros_like()?
+        } else {
+            a
+        };
+        Ok((v, a))
+    }
+}
+
 /// The DiT behind a CFG schedule. With `cfg_number == 2` the sampler asks for the
 /// conditional velocity and then the unconditional one at every step; past `cfg_steps` this
 /// answers the second call with the first's result, so `u + s (c - u)` is just `c` and the
@@ -397,5 +472,61 @@ impl Denoiser for CfgSchedule<'_> {
             *self.last_cond.borrow_mut() = Some(v.clone());
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// A held modality gets no velocity, and the moving one is the DiT's answer for the held
+    /// tensor at the held level, whatever the sampler passes in its place.
+    #[test]
+    fn hold_keeps_one_modality_still_at_its_level_and_moves_the_other() {
+        let cfg = NanoConfig::tiny_for_tests(16);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Nano::new(&cfg, vb).unwrap();
+        // Some output layers start at zero: give every weight a value.
+        for var in varmap.all_vars() {
+            let t = var.as_tensor();
+            var.set(&(t.randn_like(0.0, 0.2).unwrap())).unwrap();
+        }
+        let dev = Device::Cpu;
+        let (zv, za) = (cfg.video.latent_channels, cfg.audio.latent_channels);
+        let xv = Tensor::randn(0f32, 1.0, (1, zv, 2, 2, 3), &dev).unwrap();
+        let xa = Tensor::randn(0f32, 1.0, (1, 5, za), &dev).unwrap();
+        let clean = Tensor::randn(0f32, 1.0, (1, zv, 2, 2, 3), &dev).unwrap();
+        let txt = Tensor::randn(0f32, 1.0, (1, 3, cfg.text.hidden), &dev).unwrap();
+
+        let sound = Hold {
+            model: &model,
+            video: Some((clean.clone(), 0.0)),
+            audio: None,
+        };
+        let (v, a) = sound.velocity(&xv, &xa, &txt, 3, 0.7).unwrap();
+        assert!(values(&v).iter().all(|x| *x == 0.0));
+        let (_, want) = model.velocity_at(&clean, &xa, &txt, 3, 0.0, 0.7).unwrap();
+        assert_eq!(values(&a), values(&want));
+        // The sampler's copy of the picture is ignored; the picture's level is read.
+        let (_, other) = model.velocity_at(&clean, &xa, &txt, 3, 0.7, 0.7).unwrap();
+        assert_ne!(values(&a), values(&other));
+
+        let picture = Hold {
+            model: &model,
+            video: None,
+            audio: Some((xa.clone(), 1.0)),
+        };
+        let (v, a) = picture
+            .velocity(&xv, &xa.zeros_like().unwrap(), &txt, 3, 0.4)
+            .unwrap();
+        assert!(values(&a).iter().all(|x| *x == 0.0));
+        let (want, _) = model.velocity_at(&xv, &xa, &txt, 3, 0.4, 1.0).unwrap();
+        assert_eq!(values(&v), values(&want));
     }
 }

@@ -87,6 +87,33 @@ pub struct NanoSamplerDefaults {
     /// costs half. `None` guides every step (configs written before this field).
     #[serde(default)]
     pub cfg_steps: Option<usize>,
+    /// Whether picture and sound are denoised together or the sound after the picture.
+    /// Absent in configs written before the choice existed (joint).
+    #[serde(default, skip_serializing_if = "SampleOrder::is_joint")]
+    pub order: SampleOrder,
+}
+
+/// The order in which the sampler denoises the two modalities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleOrder {
+    /// Both at one noise level, step for step (MagiHuman's loop): one run of `steps`.
+    #[default]
+    Joint,
+    /// The picture first, with the sound held at pure noise; then the sound, with the
+    /// finished picture given clean. Two runs of `steps`: the sound reads a clean picture,
+    /// which needs a DiT trained with the modalities at unequal noise levels
+    /// (`train nano --dit-decoupled-noise`).
+    VideoFirst,
+    /// The sound first, with the picture held at pure noise; then the picture, with the
+    /// finished sound given clean (MagiHuman's audio-driven mode). Two runs of `steps`.
+    AudioFirst,
+}
+
+impl SampleOrder {
+    pub fn is_joint(&self) -> bool {
+        *self == Self::Joint
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +217,7 @@ impl NanoConfig {
                 guidance_video: 7.0,
                 guidance_audio: 2.0,
                 cfg_steps: Some(5),
+                order: SampleOrder::Joint,
             },
             native_fps: fps,
             sample_rate,

@@ -22,7 +22,7 @@ use crate::engine::models::magihuman::MagiHuman;
 
 pub use audio_codec::{AudioDecoder, AudioEncoder};
 pub use config::{
-    AudioCodecConfig, LatentStats, NanoConfig, NanoSamplerDefaults, TextEncoderConfig,
+    AudioCodecConfig, LatentStats, NanoConfig, NanoSamplerDefaults, SampleOrder, TextEncoderConfig,
     VideoCodecConfig,
 };
 pub use text::{NanoTokenizer, TextEncoder};
