@@ -200,8 +200,10 @@ pub enum EvalCommand {
         #[arg(long, value_parser = ["joint", "video-first", "audio-first"])]
         order: Option<String>,
         /// What makes the clips: `model` (the eval), `codec` (the world's clips through the
-        /// codecs: the decoders' ceiling) or `world` (the world's clips: checks the analyzers).
-        #[arg(long, default_value = "model", value_parser = ["model", "codec", "world"])]
+        /// codecs: the decoders' ceiling), `world` (the world's clips: checks the analyzers)
+        /// or `dub` (the world's picture through the codecs with the model's sound for it:
+        /// whether the sound follows a picture it is shown).
+        #[arg(long, default_value = "model", value_parser = ["model", "codec", "world", "dub"])]
         source: String,
         /// Also write the report as JSON to this file.
         #[arg(long)]
@@ -591,6 +593,7 @@ pub fn run(cli: Cli) -> CliResult {
             let source = match source.as_str() {
                 "codec" => crate::nano::eval::Source::Codec,
                 "world" => crate::nano::eval::Source::World,
+                "dub" => crate::nano::eval::Source::Dub,
                 _ => crate::nano::eval::Source::Model,
             };
             let cfg = crate::nano::eval::EvalConfig {

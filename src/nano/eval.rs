@@ -97,6 +97,10 @@ pub enum Source {
     Codec,
     /// The world's own rendering at the eval size and rate: checks the analyzers.
     World,
+    /// The world's picture through the codecs with the model's sound for it (the DiT
+    /// denoises the sound beside the encoded picture, given clean): whether the sound
+    /// follows a picture it is shown.
+    Dub,
 }
 
 impl Source {
@@ -105,6 +109,7 @@ impl Source {
             Source::Model => "model",
             Source::Codec => "codec",
             Source::World => "world",
+            Source::Dub => "dub",
         }
     }
 }
@@ -533,6 +538,23 @@ fn measure(
                 &mut |_, _| ControlFlow::Continue(()),
             )
             .map_err(err)?,
+        Source::Dub => {
+            let native = pipe.config().native_fps;
+            let (w, h) = (cfg.width as usize, cfg.height as usize);
+            let frames = render_video(&scene, w, h, native as f32, cfg.duration_s);
+            let rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
+            pipe.dub(
+                &rgb,
+                &text,
+                cfg.width,
+                cfg.height,
+                cfg.fps,
+                cfg.duration_s,
+                mix(gen_seed),
+                1.0,
+            )
+            .map_err(err)?
+        }
         Source::Codec => {
             let native = pipe.config().native_fps;
             let (w, h) = (cfg.width as usize, cfg.height as usize);

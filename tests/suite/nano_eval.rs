@@ -173,3 +173,35 @@ fn two_pass_sampling_orders_run_both_passes() {
     assert_ne!(clips[0].audio, clips[1].audio);
     assert_ne!(clips[0].frames_rgb, clips[2].frames_rgb);
 }
+
+/// `--source dub` shows the codecs' picture of the world's clip (judged exactly as
+/// `--source codec` judges it) with the model's sound for it, not the world's.
+#[test]
+fn dub_judges_the_codec_picture_with_the_models_sound() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/nano");
+    let cfg = |source| EvalConfig {
+        scenes_per_split: 2,
+        width: 48,
+        height: 32,
+        steps: Some(2),
+        source,
+        ..EvalConfig::new(dir.clone())
+    };
+    let codec = run(cfg(Source::Codec), &mut |_| {}).expect("codec eval runs");
+    let dub = run(cfg(Source::Dub), &mut |_| {}).expect("dub eval runs");
+    assert_eq!(dub.clips.len(), 4);
+    for (c, d) in codec.clips.iter().zip(&dub.clips) {
+        assert_eq!(c.caption, d.caption);
+        assert_eq!(c.got_color, d.got_color);
+        assert_eq!(c.got_shape, d.got_shape);
+        assert_eq!(c.got_motion, d.got_motion);
+        assert_eq!(c.visual_contacts_s, d.visual_contacts_s);
+    }
+    let loudness = |r: &EvalReport| {
+        r.clips
+            .iter()
+            .map(|c| c.got_loudness_dbfs)
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(loudness(&codec), loudness(&dub));
+}

@@ -169,6 +169,71 @@ impl NanoPipeline {
         audio_weight: f32,
         on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<NanoClip, NanoError> {
+        let request = Request {
+            prompt,
+            width,
+            height,
+            fps,
+            duration_s,
+            seed,
+            audio_seed,
+            audio_weight,
+        };
+        self.sample_clip(&request, None, on_step)
+    }
+
+    /// The DiT's sound for a given picture: `frames_rgb` (`[n, height, width, 3]` at the
+    /// model's native rate, cut or padded like [`Self::reconstruct`]'s) is encoded, and the
+    /// sound is denoised beside it, given clean, as the second pass of
+    /// [`SampleOrder::VideoFirst`]. The clip's picture is the codecs' reconstruction.
+    /// `happyhorse eval nano --source dub` judges whether the sound follows the picture.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dub(
+        &self,
+        frames_rgb: &[u8],
+        prompt: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        duration_s: f32,
+        audio_seed: u64,
+        audio_weight: f32,
+    ) -> Result<NanoClip, NanoError> {
+        let request = Request {
+            prompt,
+            width,
+            height,
+            fps,
+            duration_s,
+            seed: 0,
+            audio_seed,
+            audio_weight,
+        };
+        check_request(width, height, fps, duration_s)?;
+        let zv = self.encode_frames(frames_rgb, width, height, duration_s)?;
+        let lat = &self.model.cfg.latent;
+        let given = nano::normalize(&zv, &lat.video_mean, &lat.video_std, 1)?;
+        self.sample_clip(&request, Some(given), &mut |_, _| ControlFlow::Continue(()))
+    }
+
+    /// Denoises a clip's latents in the sampler's order and decodes them; with
+    /// `given_video` (normalised) only the sound is denoised, beside it.
+    fn sample_clip(
+        &self,
+        request: &Request,
+        given_video: Option<Tensor>,
+        on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<NanoClip, NanoError> {
+        let &Request {
+            prompt,
+            width,
+            height,
+            fps,
+            duration_s,
+            seed,
+            audio_seed,
+            audio_weight,
+        } = request;
         check_request(width, height, fps, duration_s)?;
         let stride = VideoCodecConfig::SPATIAL_STRIDE;
         let cfg = &self.model.cfg;
@@ -241,16 +306,21 @@ impl NanoPipeline {
             video,
             audio,
         };
-        let (latent_video, latent_audio) = match s.order {
-            SampleOrder::Joint => run(&self.model, noise_video, noise_audio, (0, 1))?,
-            SampleOrder::VideoFirst => {
+        let (latent_video, latent_audio) = match (given_video, s.order) {
+            (Some(video), _) => {
+                let sound = hold(Some((video.clone(), 0.0)), None);
+                let (_, audio) = run(&sound, video.clone(), noise_audio, (0, 1))?;
+                (video, audio)
+            }
+            (None, SampleOrder::Joint) => run(&self.model, noise_video, noise_audio, (0, 1))?,
+            (None, SampleOrder::VideoFirst) => {
                 let first = hold(None, Some((noise_audio.clone(), 1.0)));
                 let (video, _) = run(&first, noise_video, noise_audio.clone(), (0, 2))?;
                 let second = hold(Some((video.clone(), 0.0)), None);
                 let (_, audio) = run(&second, video.clone(), noise_audio, (1, 2))?;
                 (video, audio)
             }
-            SampleOrder::AudioFirst => {
+            (None, SampleOrder::AudioFirst) => {
                 let first = hold(Some((noise_video.clone(), 1.0)), None);
                 let (_, audio) = run(&first, noise_video.clone(), noise_audio, (0, 2))?;
                 let second = hold(None, Some((audio.clone(), 0.0)));
@@ -278,13 +348,33 @@ impl NanoPipeline {
         fps: u32,
         duration_s: f32,
     ) -> Result<NanoClip, NanoError> {
+        check_request(width, height, fps, duration_s)?;
+        let cfg = &self.model.cfg;
+        let zv = self.encode_frames(frames_rgb, width, height, duration_s)?;
+        let n = NanoConfig::pixel_frames(zv.dim(2)?);
+        let hop = (cfg.sample_rate / cfg.native_fps.max(1)) as usize;
+        let mut samples = audio.to_vec();
+        samples.resize(n * hop, 0.0);
+        let a = Tensor::from_vec(samples, n * hop, &self.device)?;
+        let za = self.model.audio_encoder.encode(&a)?;
+        self.decode(&zv, &za, width, height, fps, duration_s)
+    }
+
+    /// The video encoder's latent (not normalised) of `frames_rgb`, cut or padded (last
+    /// frame held) to whole latent frames for `duration_s` at the native rate.
+    fn encode_frames(
+        &self,
+        frames_rgb: &[u8],
+        width: u32,
+        height: u32,
+        duration_s: f32,
+    ) -> Result<Tensor, NanoError> {
         let cfg = &self.model.cfg;
         let (w, h) = (width as usize, height as usize);
-        check_request(width, height, fps, duration_s)?;
         let frame_len = w * h * 3;
         if frames_rgb.len() < frame_len {
             return Err(NanoError::Candle(candle::Error::Msg(format!(
-                "nano reconstruct: {} bytes hold no {width}x{height} RGB frame",
+                "nano: {} bytes hold no {width}x{height} RGB frame",
                 frames_rgb.len()
             ))));
         }
@@ -300,13 +390,7 @@ impl NanoPipeline {
             .permute((0, 3, 1, 2))?
             .to_dtype(DType::F32)?
             .affine(1.0 / 127.5, -1.0)?;
-        let hop = (cfg.sample_rate / cfg.native_fps.max(1)) as usize;
-        let mut samples = audio.to_vec();
-        samples.resize(n * hop, 0.0);
-        let a = Tensor::from_vec(samples, n * hop, &self.device)?;
-        let zv = self.model.video_encoder.encode(&x)?;
-        let za = self.model.audio_encoder.encode(&a)?;
-        self.decode(&zv, &za, width, height, fps, duration_s)
+        Ok(self.model.video_encoder.encode(&x)?)
     }
 
     /// Codec latents (not normalised) → frames at `fps` and samples, cut to `duration_s`.
@@ -357,6 +441,18 @@ impl NanoPipeline {
             audio,
         })
     }
+}
+
+/// What one clip is asked for.
+struct Request<'a> {
+    prompt: &'a str,
+    width: u32,
+    height: u32,
+    fps: u32,
+    duration_s: f32,
+    seed: u64,
+    audio_seed: u64,
+    audio_weight: f32,
 }
 
 /// Sizes the codecs can stride (multiples of 8) and a positive rate and duration up to 60 s.
