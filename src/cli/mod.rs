@@ -255,6 +255,10 @@ pub enum TrainCommand {
         /// --impact-weight).
         #[arg(long)]
         dit_restart_impact_weight: Option<f32>,
+        /// Share of the second phase's clips trained without their caption (default: the
+        /// first phase's, 0.1).
+        #[arg(long)]
+        dit_restart_caption_dropout: Option<f64>,
         /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
         /// own, apart from the video's.
         #[arg(long)]
@@ -622,6 +626,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_lr,
                     dit_restart_object_weight,
                     dit_restart_impact_weight,
+                    dit_restart_caption_dropout,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -659,6 +664,8 @@ pub fn run(cli: Cli) -> CliResult {
                 dit_restart_object_weight.or(cfg.dit_restart_object_weight);
             cfg.dit_restart_impact_weight =
                 dit_restart_impact_weight.or(cfg.dit_restart_impact_weight);
+            cfg.dit_restart_caption_dropout =
+                dit_restart_caption_dropout.or(cfg.dit_restart_caption_dropout);
             cfg.dit_decoupled_noise = dit_decoupled_noise.unwrap_or(cfg.dit_decoupled_noise);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);

@@ -95,6 +95,10 @@ pub struct TrainConfig {
     /// `impact_weight` in the restart phase's DiT loss; unset: the first phase's.
     #[serde(default)]
     pub dit_restart_impact_weight: Option<f32>,
+    /// `caption_dropout` in the restart phase; unset: the first phase's. Without its
+    /// caption a clip's sound has only the picture to say what to sound and when.
+    #[serde(default)]
+    pub dit_restart_caption_dropout: Option<f64>,
     /// Steps of a last stage that trains the audio decoder alone on the frozen encoder's
     /// latents plus noise of the size of the DiT's errors, so that a near miss decodes as
     /// what it misses (a "silent" latent as silence). The encoder, the latent statistics and
@@ -273,6 +277,7 @@ impl TrainConfig {
             dit_restart_lr: 0.0,
             dit_restart_object_weight: None,
             dit_restart_impact_weight: None,
+            dit_restart_caption_dropout: None,
             audio_decoder_steps: 6000,
             audio_decoder_lr: 5e-4,
             audio_decoder_noise: AUDIO_DECODER_NOISE,
@@ -358,6 +363,11 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.dit_decoupled_noise) {
             return bad("dit_decoupled_noise is a share of the clips: from 0 to 1");
         }
+        if let Some(p) = self.dit_restart_caption_dropout {
+            if !(0.0..=1.0).contains(&p) {
+                return bad("dit_restart_caption_dropout is a share of the clips: from 0 to 1");
+            }
+        }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
         }
@@ -430,6 +440,14 @@ impl TrainConfig {
         }
     }
 
+    /// The DiT stage's caption dropout at `step`: the first phase's, then the restart's.
+    fn caption_dropout_at(&self, step: usize) -> f64 {
+        match self.dit_restart_caption_dropout {
+            Some(p) if step >= self.dit_steps => p,
+            _ => self.caption_dropout,
+        }
+    }
+
     /// The DiT stage's learning rate at `step`: the first phase's cosine, then the restart's.
     fn dit_lr_at(&self, step: usize) -> f64 {
         match step.checked_sub(self.dit_steps) {
@@ -446,11 +464,12 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-const RESTART_SETTINGS: [&str; 4] = [
+const RESTART_SETTINGS: [&str; 5] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
     "dit_restart_impact_weight",
+    "dit_restart_caption_dropout",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
@@ -1102,7 +1121,7 @@ impl Run<'_> {
         )?;
         let u = noise.sample(2);
         let sigma = self.cfg.shifted_sigma(uniform(u[0]));
-        let drop = uniform(u[1]) < self.cfg.caption_dropout;
+        let drop = uniform(u[1]) < self.cfg.caption_dropout_at(step);
         let sigma_audio = if self.cfg.dit_decoupled_noise > 0.0 {
             // Drawn only when asked, so the recipe's noise stream is unchanged.
             let d = noise.sample(2);
@@ -1763,6 +1782,13 @@ mod tests {
         assert_eq!(first.dit_object_weight_at(10000), 4.0);
         assert_eq!(extended.dit_impact_weight_at(9999), 4.0);
         assert_eq!(extended.dit_impact_weight_at(10000), 0.0);
+        let dropped = TrainConfig {
+            dit_restart_caption_dropout: Some(0.5),
+            ..extended.clone()
+        };
+        assert_eq!(dropped.caption_dropout_at(9999), 0.1);
+        assert_eq!(dropped.caption_dropout_at(10000), 0.5);
+        assert_eq!(extended.caption_dropout_at(10000), 0.1);
         assert_eq!(first.dit_impact_weight_at(10000), 4.0);
         // The same rates up to the end of the first phase, then a warm restart that decays.
         for step in [0, 49, 50, 5000, 9999] {
