@@ -251,6 +251,13 @@ pub struct SplitReport {
     /// more and also shortens the nearest-onset errors above, by chance.
     #[serde(default)]
     pub onsets_per_contact: Option<f32>,
+    /// The sync errors by chance: each visual contact of those clips against the onsets of
+    /// every other such clip in the split instead of its own. Sound that follows its
+    /// picture scores far below this; hits at times of their own score the same.
+    #[serde(default)]
+    pub sync_chance_median_ms: Option<f32>,
+    #[serde(default)]
+    pub sync_chance_p90_ms: Option<f32>,
 }
 
 impl SplitReport {
@@ -279,6 +286,23 @@ impl SplitReport {
         let unmatched = judged().map(|c| c.sync_unmatched).sum();
         let onsets: usize = judged().map(|c| c.onsets_s.len()).sum();
         let contacts: usize = judged().map(|c| c.want_contacts).sum();
+        let mut chance: Vec<f32> = judged()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                judged()
+                    .enumerate()
+                    .filter(move |(j, o)| *j != i && !o.onsets_s.is_empty())
+                    .flat_map(move |(_, o)| {
+                        c.visual_contacts_s.iter().map(move |v| {
+                            o.onsets_s
+                                .iter()
+                                .map(|x| (x - v).abs() * 1000.0)
+                                .fold(f32::INFINITY, f32::min)
+                        })
+                    })
+            })
+            .collect();
+        chance.sort_by(f32::total_cmp);
         Self {
             split,
             clips: n,
@@ -297,6 +321,8 @@ impl SplitReport {
             sync_p90_ms: percentile(&abs, 0.9),
             sync_unmatched: unmatched,
             onsets_per_contact: (contacts > 0).then(|| onsets as f32 / contacts as f32),
+            sync_chance_median_ms: percentile(&chance, 0.5),
+            sync_chance_p90_ms: percentile(&chance, 0.9),
         }
     }
 }
@@ -371,7 +397,7 @@ impl fmt::Display for EvalReport {
             |v: Option<f32>, unit: &str| v.map_or_else(|| "-".into(), |v| format!("{v:.1}{unit}"));
         writeln!(
             f,
-            "{:<16} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>9}",
+            "{:<16} {:>5} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>17} {:>12} {:>9}",
             "split",
             "clips",
             "colour",
@@ -384,13 +410,14 @@ impl fmt::Display for EvalReport {
             "sound",
             "sync med",
             "sync p90",
+            "chance med / p90",
             "hits/contact",
             "contacts"
         )?;
         for s in &self.splits {
             writeln!(
                 f,
-                "{:<16} {:>5} {:>6.1}% {:>6.1}% {:>6.1}% {:>8.1}% {:>6.1}% {:>6.1}% {:>9} {:>9} {:>9} {:>9} {:>12} {:>5} ({} unmatched)",
+                "{:<16} {:>5} {:>6.1}% {:>6.1}% {:>6.1}% {:>8.1}% {:>6.1}% {:>6.1}% {:>9} {:>9} {:>9} {:>9} {:>17} {:>12} {:>5} ({} unmatched)",
                 s.split.map_or("all", Split::name),
                 s.clips,
                 s.color_pct,
@@ -403,6 +430,11 @@ impl fmt::Display for EvalReport {
                 format!("{}/{}", opt(s.sound_ok_pct, "%"), s.sound_expected),
                 opt(s.sync_median_ms, "ms"),
                 opt(s.sync_p90_ms, "ms"),
+                format!(
+                    "{} / {}",
+                    opt(s.sync_chance_median_ms, ""),
+                    opt(s.sync_chance_p90_ms, "ms")
+                ),
                 s.onsets_per_contact
                     .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
                 s.sync_contacts,
@@ -412,6 +444,7 @@ impl fmt::Display for EvalReport {
         writeln!(
             f,
             "targets: adherence >= 90% in distribution, >= 75% held-out; sync p90 <= {:.1} ms (one frame)\n\
+             chance: each contact against another clip's onsets (sync no better than this is chance)\n\
              hits/contact: audio onsets heard per ground contact the scenes have (the world's clips: 1)",
             self.frame_ms
         )?;

@@ -78,6 +78,9 @@ fn the_world_scores_full_marks_and_dumped_clips_play() {
         assert_eq!(s.background_pct, 100.0, "{split:?}");
         if let Some(p90) = s.sync_p90_ms {
             assert!(p90 <= frame_ms, "{split:?}: sync p90 {p90} ms");
+            // Another clip's hits are no match for this clip's contacts.
+            let chance = s.sync_chance_p90_ms.expect("chance beside sync");
+            assert!(chance > 4.0 * frame_ms, "{split:?}: chance p90 {chance} ms");
         }
         // Every contact's hit is heard once, and nothing else is heard as a hit.
         if let Some(r) = s.onsets_per_contact {
