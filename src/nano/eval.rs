@@ -543,6 +543,17 @@ pub fn run(
     })
 }
 
+/// The world's frames of `scene` at the eval size and the model's native rate, as the
+/// codecs take them (`[n, h, w, 3]` RGB).
+fn native_frames(pipe: &NanoPipeline, cfg: &EvalConfig, scene: &Scene) -> Vec<u8> {
+    let native = pipe.config().native_fps as f32;
+    let (w, h) = (cfg.width as usize, cfg.height as usize);
+    render_video(scene, w, h, native, cfg.duration_s)
+        .into_iter()
+        .flat_map(|f| f.rgb)
+        .collect()
+}
+
 fn measure(
     pipe: &NanoPipeline,
     cfg: &EvalConfig,
@@ -572,10 +583,7 @@ fn measure(
             )
             .map_err(err)?,
         Source::Dub => {
-            let native = pipe.config().native_fps;
-            let (w, h) = (cfg.width as usize, cfg.height as usize);
-            let frames = render_video(&scene, w, h, native as f32, cfg.duration_s);
-            let rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
+            let rgb = native_frames(pipe, cfg, &scene);
             pipe.dub(
                 &rgb,
                 &text,
@@ -589,10 +597,7 @@ fn measure(
             .map_err(err)?
         }
         Source::Codec => {
-            let native = pipe.config().native_fps;
-            let (w, h) = (cfg.width as usize, cfg.height as usize);
-            let frames = render_video(&scene, w, h, native as f32, cfg.duration_s);
-            let rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
+            let rgb = native_frames(pipe, cfg, &scene);
             let rate = pipe.config().sample_rate;
             let audio = render_audio(&scene, rate, cfg.duration_s);
             pipe.reconstruct(&rgb, cfg.width, cfg.height, &audio, cfg.fps, cfg.duration_s)

@@ -179,6 +179,7 @@ impl NanoPipeline {
             audio_seed,
             audio_weight,
         };
+        check_request(width, height, fps, duration_s)?;
         self.sample_clip(&request, None, on_step)
     }
 
@@ -217,7 +218,8 @@ impl NanoPipeline {
     }
 
     /// Denoises a clip's latents in the sampler's order and decodes them; with
-    /// `given_video` (normalised) only the sound is denoised, beside it.
+    /// `given_video` (normalised) only the sound is denoised, beside it. The caller has
+    /// checked the request.
     fn sample_clip(
         &self,
         request: &Request,
@@ -234,7 +236,6 @@ impl NanoPipeline {
             audio_seed,
             audio_weight,
         } = request;
-        check_request(width, height, fps, duration_s)?;
         let stride = VideoCodecConfig::SPATIAL_STRIDE;
         let cfg = &self.model.cfg;
         let native = cfg.native_fps;
