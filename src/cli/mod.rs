@@ -259,6 +259,13 @@ pub enum TrainCommand {
         /// first phase's, 0.1).
         #[arg(long)]
         dit_restart_caption_dropout: Option<f64>,
+        /// Weight of the sync probe in the DiT stage (a read-out of the hits' audio frames
+        /// from the audio tokens halfway up the DiT; 0: none, the recipe).
+        #[arg(long)]
+        sync_probe_weight: Option<f32>,
+        /// Weight of the sync probe in the second phase (default: the first phase's).
+        #[arg(long)]
+        dit_restart_sync_probe_weight: Option<f32>,
         /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
         /// own, apart from the video's.
         #[arg(long)]
@@ -627,6 +634,8 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_object_weight,
                     dit_restart_impact_weight,
                     dit_restart_caption_dropout,
+                    sync_probe_weight,
+                    dit_restart_sync_probe_weight,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -667,6 +676,9 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_caption_dropout =
                 dit_restart_caption_dropout.or(cfg.dit_restart_caption_dropout);
             cfg.dit_decoupled_noise = dit_decoupled_noise.unwrap_or(cfg.dit_decoupled_noise);
+            cfg.sync_probe_weight = sync_probe_weight.unwrap_or(cfg.sync_probe_weight);
+            cfg.dit_restart_sync_probe_weight =
+                dit_restart_sync_probe_weight.or(cfg.dit_restart_sync_probe_weight);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

@@ -337,11 +337,13 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
                 Stage::AudioDecoder => "audio-decoder",
                 Stage::VideoDecoder => "video-decoder",
             };
-            let probe = if p.loss_probe > 0.0 {
-                format!(", text probe {:.5}", p.loss_probe)
-            } else {
-                String::new()
-            };
+            let mut probe = String::new();
+            if p.loss_probe > 0.0 {
+                probe += &format!(", text probe {:.5}", p.loss_probe);
+            }
+            if p.loss_sync_probe > 0.0 {
+                probe += &format!(", sync probe {:.5}", p.loss_sync_probe);
+            }
             eprintln!(
                 "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}{probe}) {:.0} s",
                 p.step, p.total, p.loss, p.loss_video, p.loss_audio, p.elapsed_s

@@ -335,3 +335,49 @@ fn the_text_probe_learns_the_captions_and_stays_out_of_the_export() {
         .filter(|n| n.starts_with("text_encoder."))
         .any(|n| max_abs_diff(&w1[n], &w2[n]) > 0.0));
 }
+
+#[test]
+fn a_restart_phase_adds_the_sync_probe_to_a_finished_run_and_it_stays_out_of_the_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
+    let mut first_sync = Vec::new();
+    let done = run(cfg.clone(), &Device::Cpu, &mut |p| {
+        first_sync.push(p.loss_sync_probe)
+    })
+    .expect("first run");
+    assert!(first_sync.iter().all(|&l| l == 0.0), "{first_sync:?}");
+    let before = weights(&done.model_dir);
+
+    // Extended by a restart phase with the probe: the checkpoint holds neither its head nor
+    // its optimizer moments, and both start fresh.
+    cfg.dit_restart_steps = 4;
+    cfg.dit_restart_lr = 1e-3;
+    cfg.dit_restart_sync_probe_weight = Some(1.0);
+    let mut steps = Vec::new();
+    let after = run(cfg, &Device::Cpu, &mut |p| {
+        steps.push((p.stage, p.step, p.loss_sync_probe))
+    })
+    .expect("extended run");
+    assert_eq!(
+        steps.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        (4..=7).map(|k| (Stage::Dit, k)).collect::<Vec<_>>()
+    );
+    assert!(
+        steps.iter().all(|s| s.2 > 0.0 && s.2.is_finite()),
+        "{steps:?}"
+    );
+    let after = weights(&after.model_dir);
+    let mut names: (Vec<&String>, Vec<&String>) = (before.keys().collect(), after.keys().collect());
+    names.0.sort();
+    names.1.sort();
+    assert_eq!(names.0, names.1);
+    assert!(after.keys().all(|n| !n.contains("probe")));
+    assert!(after
+        .keys()
+        .filter(|n| n.starts_with("dit.") && !n.ends_with("rope.bands"))
+        .all(|n| max_abs_diff(&before[n], &after[n]) > 0.0));
+}

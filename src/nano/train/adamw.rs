@@ -136,7 +136,9 @@ impl AdamW {
         candle::safetensors::save(&map, path)
     }
 
-    pub fn load(&mut self, path: &Path) -> Result<()> {
+    /// The moments saved by [`Self::save`]; a variable `may_lack` names that the file lacks
+    /// starts from zero moments (a probe added by a later phase).
+    pub fn load(&mut self, path: &Path, may_lack: &dyn Fn(&str) -> bool) -> Result<()> {
         let map = candle::safetensors::load(path, &candle::Device::Cpu)?;
         let get = |k: &str| {
             map.get(k)
@@ -144,6 +146,9 @@ impl AdamW {
                 .ok_or_else(|| candle::Error::Msg(format!("{}: no `{k}`", path.display())))
         };
         for (n, var, m, v) in self.state.iter_mut() {
+            if may_lack(n) && !map.contains_key(&format!("m.{n}")) {
+                continue;
+            }
             *m = get(&format!("m.{n}"))?.to_device(var.device())?;
             *v = get(&format!("v.{n}"))?.to_device(var.device())?;
         }

@@ -23,6 +23,7 @@ mod adamw;
 mod data;
 mod ema;
 mod probe;
+mod sync_probe;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use adamw::{AdamW, AdamWParams};
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
 pub use probe::TextProbe;
+pub use sync_probe::SyncProbe;
 
 use crate::engine::models::nano::{
     self, LatentStats, Nano, NanoConfig, NanoTokenizer, VideoCodecConfig,
@@ -219,6 +221,15 @@ pub struct TrainConfig {
     /// against 263 / 304.
     #[serde(default)]
     pub text_probe_weight: f32,
+    /// Weight of the [`SyncProbe`]'s loss in the DiT stage: a linear read-out, from the
+    /// audio tokens halfway up the DiT, of which audio frames hold a hit, so the audio tokens
+    /// carry when the hits come (from the picture, where their own input is noise). 0: no
+    /// probe (the recipe).
+    #[serde(default)]
+    pub sync_probe_weight: f32,
+    /// `sync_probe_weight` in the restart phase; unset: the first phase's.
+    #[serde(default)]
+    pub dit_restart_sync_probe_weight: Option<f32>,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
     /// Weight of the audio codec's waveform MSE.
@@ -306,6 +317,8 @@ impl TrainConfig {
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             text_probe_weight: 1.0,
+            sync_probe_weight: 0.0,
+            dit_restart_sync_probe_weight: None,
             dit_decoupled_noise: 0.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
@@ -373,6 +386,17 @@ impl TrainConfig {
         }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
+        }
+        let sync = [
+            Some(self.sync_probe_weight),
+            self.dit_restart_sync_probe_weight,
+        ];
+        if sync
+            .into_iter()
+            .flatten()
+            .any(|w| !(w >= 0.0 && w.is_finite()))
+        {
+            return bad("sync_probe_weight and dit_restart_sync_probe_weight must be 0 (no probe) or a positive weight");
         }
         if self.sizes.is_empty() || self.sizes.iter().any(|(w, h)| w % 8 != 0 || h % 8 != 0) {
             return bad("sizes must be non-empty multiples of 8");
@@ -443,6 +467,19 @@ impl TrainConfig {
         }
     }
 
+    /// The DiT stage's sync-probe weight at `step`: the first phase's, then the restart's.
+    fn sync_probe_weight_at(&self, step: usize) -> f32 {
+        match self.dit_restart_sync_probe_weight {
+            Some(w) if step >= self.dit_steps => w,
+            _ => self.sync_probe_weight,
+        }
+    }
+
+    /// Whether any phase trains the sync probe.
+    fn has_sync_probe(&self) -> bool {
+        self.sync_probe_weight > 0.0 || self.dit_restart_sync_probe_weight.unwrap_or(0.0) > 0.0
+    }
+
     /// The DiT stage's caption dropout at `step`: the first phase's, then the restart's.
     fn caption_dropout_at(&self, step: usize) -> f64 {
         match self.dit_restart_caption_dropout {
@@ -467,12 +504,13 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-const RESTART_SETTINGS: [&str; 5] = [
+const RESTART_SETTINGS: [&str; 6] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
     "dit_restart_impact_weight",
     "dit_restart_caption_dropout",
+    "dit_restart_sync_probe_weight",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
@@ -532,6 +570,8 @@ pub struct Progress {
     pub loss_audio: f32,
     /// The text probe's weighted loss (not in `loss`); 0 without a probe.
     pub loss_probe: f32,
+    /// The sync probe's weighted loss (not in `loss`); 0 without it.
+    pub loss_sync_probe: f32,
     pub elapsed_s: f64,
 }
 
@@ -843,11 +883,14 @@ struct Run<'a> {
     ema: Option<Ema>,
     /// Trained with the DiT when `text_probe_weight > 0`; never exported.
     probe: Option<TextProbe>,
+    /// Trained with the DiT when a phase's sync-probe weight is over 0; never exported.
+    sync_probe: Option<SyncProbe>,
     dev: Device,
 }
 
-/// One clip's gradients and its share of the step's losses `[video, audio, text probe]`.
-type ClipGrads = (GradStore, [f32; 3]);
+/// One clip's gradients and its share of the step's losses `[video, audio, text probe, sync
+/// probe]`.
+type ClipGrads = (GradStore, [f32; 4]);
 
 const CHECKPOINT_DIR: &str = "checkpoint";
 const EMA_FILE: &str = "ema.safetensors";
@@ -952,7 +995,7 @@ impl Run<'_> {
                 candle::Error::Msg("nano train: the variable map lock is poisoned".into())
             })?;
             data.iter()
-                .filter(|(n, _)| !n.starts_with(probe::PREFIX))
+                .filter(|(n, _)| !is_probe_var(n))
                 .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
                 .collect()
         };
@@ -1096,14 +1139,15 @@ impl Run<'_> {
             + (rise * c.codec_onset_weight as f64)?
     }
 
-    /// The DiT stage's flow-matching losses `[video, audio]` on one clip, and the text
-    /// probe's weighted loss if the run has a probe and the caption was not dropped.
+    /// The DiT stage's flow-matching losses `[video, audio]` on one clip, and the probes'
+    /// weighted losses `[text, sync]`: the text probe's if the run has it and the caption
+    /// was not dropped, the sync probe's if the run has it at `step`.
     fn dit_loss(
         &self,
         clip: &Clip,
         step: usize,
         mut noise: SeededNoise,
-    ) -> candle::Result<([Tensor; 2], Option<Tensor>)> {
+    ) -> candle::Result<([Tensor; 2], [Option<Tensor>; 2])> {
         let m = &self.model;
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: DiT stage without latent statistics".into())
@@ -1151,8 +1195,31 @@ impl Run<'_> {
         let ea = noise_like(&mut noise, &za)?;
         let xv = ((&zv * (1.0 - sigma))? + (&ev * sigma)?)?;
         let xa = ((&za * (1.0 - sigma_audio))? + (&ea * sigma_audio)?)?;
-        let (pv, pa) =
-            m.velocity_at(&xv, &xa, &txt, ids.len(), sigma as f32, sigma_audio as f32)?;
+        let n_audio = za.dim(1)?;
+        let mut impacts = clip.impact_frames.clone();
+        impacts.resize(n_audio, 0.0);
+        let sync_weight = self.cfg.sync_probe_weight_at(step);
+        let (pv, pa, sync) = match &self.sync_probe {
+            Some(p) if sync_weight > 0.0 => {
+                let layer = SyncProbe::layer(self.model_cfg.dit.num_layers);
+                let (pv, pa, hidden) = m.velocity_and_audio_hidden(
+                    &xv,
+                    &xa,
+                    &txt,
+                    ids.len(),
+                    sigma as f32,
+                    sigma_audio as f32,
+                    layer,
+                )?;
+                let loss = (p.loss(&hidden, &impacts)? * sync_weight as f64)?;
+                (pv, pa, Some(loss))
+            }
+            _ => {
+                let (pv, pa) =
+                    m.velocity_at(&xv, &xa, &txt, ids.len(), sigma as f32, sigma_audio as f32)?;
+                (pv, pa, None)
+            }
+        };
         let (mask, [t, h, w]) = clip.latent_object_mask();
         let wv = weights(
             &mask,
@@ -1160,9 +1227,6 @@ impl Run<'_> {
             self.cfg.dit_object_weight_at(step),
             &self.dev,
         )?;
-        let n_audio = za.dim(1)?;
-        let mut impacts = clip.impact_frames.clone();
-        impacts.resize(n_audio, 0.0);
         let wa = weights(
             &impacts,
             (1, n_audio, 1),
@@ -1174,26 +1238,26 @@ impl Run<'_> {
                 weighted_mse(&pv, &(ev - zv)?, &wv)?,
                 weighted_mse(&pa, &(ea - za)?, &wa)?,
             ],
-            probe,
+            [probe, sync],
         ))
     }
 
     /// Gradients of one optimizer step, one store per clip (in clip order), and the step's
-    /// mean losses `[video, audio, text probe]`. Clips are rendered and differentiated on
+    /// mean losses `[video, audio, text probe, sync probe]`. Clips are rendered and differentiated on
     /// `cfg.workers` threads; each clip's share of the loss is `1 / batch`.
     fn step_grads(
         &self,
         stage: Stage,
         step: usize,
         basis: &(Tensor, Tensor),
-    ) -> candle::Result<(Vec<GradStore>, [f32; 3])> {
+    ) -> candle::Result<(Vec<GradStore>, [f32; 4])> {
         let batch = self.cfg.batch;
         let one = |k: usize| -> candle::Result<ClipGrads> {
             let clip = self.clip(stage, step, k);
-            let ([lv, la], probe) = match stage {
+            let ([lv, la], probes) = match stage {
                 Stage::Codec => (
                     self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
-                    None,
+                    [None, None],
                 ),
                 Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
                 Stage::AudioDecoder => (
@@ -1201,21 +1265,23 @@ impl Run<'_> {
                         Tensor::zeros((), DType::F32, &self.dev)?,
                         self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?,
                     ],
-                    None,
+                    [None, None],
                 ),
                 Stage::VideoDecoder => (
                     [
                         self.video_decoder_loss(&clip, self.noise(0x71DE_0DEC, step, k))?,
                         Tensor::zeros((), DType::F32, &self.dev)?,
                     ],
-                    None,
+                    [None, None],
                 ),
             };
             let mut total = (&lv + &la)?;
-            let mut lp = 0f32;
-            if let Some(p) = probe {
-                lp = p.to_scalar::<f32>()?;
-                total = (total + p)?;
+            let mut lp = [0f32; 2];
+            for (l, p) in lp.iter_mut().zip(probes) {
+                if let Some(p) = p {
+                    *l = p.to_scalar::<f32>()?;
+                    total = (total + p)?;
+                }
             }
             let grads = (total / batch as f64)?.backward()?;
             let n = batch as f32;
@@ -1224,7 +1290,8 @@ impl Run<'_> {
                 [
                     lv.to_scalar::<f32>()? / n,
                     la.to_scalar::<f32>()? / n,
-                    lp / n,
+                    lp[0] / n,
+                    lp[1] / n,
                 ],
             ))
         };
@@ -1255,7 +1322,7 @@ impl Run<'_> {
             out
         });
         let mut grads = Vec::with_capacity(batch);
-        let mut loss = [0f32; 3];
+        let mut loss = [0f32; 4];
         for (_, r) in results {
             let (g, clip_loss) = r?;
             grads.push(g);
@@ -1364,7 +1431,17 @@ fn codec_vars(varmap: &VarMap) -> candle::Result<Vec<(String, Var)>> {
 }
 
 /// What the DiT stage trains: the exported DiT and text encoder, and the text probe.
-const DIT_STAGE_PREFIXES: [&str; 3] = [DIT_PREFIXES[0], DIT_PREFIXES[1], probe::PREFIX];
+const DIT_STAGE_PREFIXES: [&str; 4] = [
+    DIT_PREFIXES[0],
+    DIT_PREFIXES[1],
+    probe::PREFIX,
+    sync_probe::PREFIX,
+];
+
+/// A training-only read-out (the text or the sync probe): never exported.
+fn is_probe_var(name: &str) -> bool {
+    name.starts_with(probe::PREFIX) || name.starts_with(sync_probe::PREFIX)
+}
 
 const CODEC_PREFIXES: [&str; 4] = [
     "video_encoder.",
@@ -1430,6 +1507,15 @@ pub fn run(
     } else {
         None
     };
+    let sync_probe = if cfg.has_sync_probe() {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Some(SyncProbe::new(
+            model_cfg.dit.hidden_size,
+            vb.pp(sync_probe::PREFIX),
+        )?)
+    } else {
+        None
+    };
     init_vars(&varmap, cfg.seed)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
         .with_length_group(cfg.batch)
@@ -1454,6 +1540,7 @@ pub fn run(
         },
         ema: None,
         probe,
+        sync_probe,
         dev,
     };
 
@@ -1481,7 +1568,10 @@ pub fn run(
         set_vars_or_keep(
             all_vars(&run.varmap)?,
             &run.ckpt("vars.safetensors"),
-            &|name| before_mix && is_temporal_mix_var(name),
+            // A restart phase may add the sync probe to a run trained without it.
+            &|name| {
+                (before_mix && is_temporal_mix_var(name)) || name.starts_with(sync_probe::PREFIX)
+            },
             "this run folder was written by a Nano of another layout (runs from before \
              2026-12-02's progress channel have one DiT input channel fewer); train into a \
              new --out folder",
@@ -1550,7 +1640,7 @@ pub fn run(
             },
         )?
         .with_clip_groups(|name| {
-            if name.starts_with(probe::PREFIX) {
+            if is_probe_var(name) {
                 2
             } else {
                 usize::from(is_audio_codec_var(name))
@@ -1558,7 +1648,7 @@ pub fn run(
         });
         let optim_path = run.ckpt("optim.safetensors");
         if run.state.stage == stage && run.state.step > 0 && optim_path.is_file() {
-            opt.load(&optim_path)?;
+            opt.load(&optim_path, &|name| name.starts_with(sync_probe::PREFIX))?;
         }
         if run.state.stage != stage {
             run.state.stage = stage;
@@ -1581,7 +1671,7 @@ pub fn run(
         let basis = dft_basis(256, &run.dev)?;
         while run.state.step < total {
             let step = run.state.step;
-            let (grads, [lv, la, lp]) = run.step_grads(stage, step, &basis)?;
+            let (grads, [lv, la, lp, ls]) = run.step_grads(stage, step, &basis)?;
             let lr = |name: &str| match stage {
                 Stage::Codec if is_audio_codec_var(name) => {
                     lr_at(base_lr, step, cfg.warmup_steps, cfg.audio_codec_steps)
@@ -1618,6 +1708,7 @@ pub fn run(
                 loss_video: lv,
                 loss_audio: la,
                 loss_probe: lp,
+                loss_sync_probe: ls,
                 elapsed_s,
             });
             session_steps += 1;

@@ -18,7 +18,7 @@ use candle::{DType, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
 
-use crate::engine::models::magihuman::MagiHuman;
+use crate::engine::models::magihuman::{packing, DitTrace, MagiHuman};
 
 pub use audio_codec::{AudioDecoder, AudioEncoder};
 pub use config::{
@@ -86,8 +86,54 @@ impl Nano {
         sigma_video: f32,
         sigma_audio: f32,
     ) -> Result<(Tensor, Tensor)> {
+        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigma_video, sigma_audio)?;
+        let (v, a) = self.dit.velocity(&xv, &xa, txt, txt_len)?;
+        self.latent_parts(&v, &a)
+    }
+
+    /// [`Self::velocity_at`], and the audio tokens' hidden states `[Na, hidden]` after DiT
+    /// layer `layer` (0-based): what training's sync probe reads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn velocity_and_audio_hidden(
+        &self,
+        xv: &Tensor,
+        xa: &Tensor,
+        txt: &Tensor,
+        txt_len: usize,
+        sigma_video: f32,
+        sigma_audio: f32,
+        layer: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigma_video, sigma_audio)?;
+        let packed = self.dit.pack(&xv, &xa, txt, txt_len)?;
+        let mut trace = DitTrace::empty(xv.device())?;
+        let out = self.dit.forward_packed(&packed, Some(&mut trace))?;
+        let Some(h) = trace.layer_out.get(layer) else {
+            candle::bail!(
+                "nano: no DiT layer {layer} (the DiT has {})",
+                trace.layer_out.len()
+            )
+        };
+        let r = packed.ranges;
+        let hidden = h.narrow(0, r.video, r.audio)?;
+        let (v, a) = packing::depack(&out, &packed)?;
+        let (v, a) = self.latent_parts(&v, &a)?;
+        Ok((v, a, hidden))
+    }
+
+    /// The DiT's inputs: the latents with the [`conditioning`] channels appended when the
+    /// config has them.
+    fn dit_inputs(
+        &self,
+        xv: &Tensor,
+        xa: &Tensor,
+        txt: &Tensor,
+        txt_len: usize,
+        sigma_video: f32,
+        sigma_audio: f32,
+    ) -> Result<(Tensor, Tensor)> {
         if !self.cfg.conditioning {
-            return self.dit.velocity(xv, xa, txt, txt_len);
+            return Ok((xv.clone(), xa.clone()));
         }
         let (_, _, t, h, w) = xv.dims5()?;
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
@@ -102,10 +148,17 @@ impl Nano {
             xv = conditioning::append(&xv, &conditioning::pooled_video(&pooled, (t, h, w))?, 1)?;
             xa = conditioning::append(&xa, &conditioning::pooled_audio(&pooled, na)?, 2)?;
         }
-        let (v, a) = self.dit.velocity(&xv, &xa, txt, txt_len)?;
+        Ok((xv, xa))
+    }
+
+    /// The latent channels of the DiT's velocities (the conditioning channels' dropped).
+    fn latent_parts(&self, v: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
+        if !self.cfg.conditioning {
+            return Ok((v.clone(), a.clone()));
+        }
         Ok((
-            conditioning::latent_part(&v, self.cfg.video.latent_channels, 1)?,
-            conditioning::latent_part(&a, self.cfg.audio.latent_channels, 2)?,
+            conditioning::latent_part(v, self.cfg.video.latent_channels, 1)?,
+            conditioning::latent_part(a, self.cfg.audio.latent_channels, 2)?,
         ))
     }
 }
