@@ -266,6 +266,10 @@ pub enum TrainCommand {
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
+        /// Share of the second phase's clips trained as dubs: the picture less noisy than the
+        /// sound (default 0).
+        #[arg(long)]
+        dit_restart_dub_share: Option<f64>,
         /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
         /// own, apart from the video's.
         #[arg(long)]
@@ -636,6 +640,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_caption_dropout,
                     sync_probe_weight,
                     dit_restart_sync_probe_weight,
+                    dit_restart_dub_share,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -679,6 +684,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.sync_probe_weight = sync_probe_weight.unwrap_or(cfg.sync_probe_weight);
             cfg.dit_restart_sync_probe_weight =
                 dit_restart_sync_probe_weight.or(cfg.dit_restart_sync_probe_weight);
+            cfg.dit_restart_dub_share = dit_restart_dub_share.unwrap_or(cfg.dit_restart_dub_share);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

@@ -230,6 +230,11 @@ pub struct TrainConfig {
     /// `sync_probe_weight` in the restart phase; unset: the first phase's.
     #[serde(default)]
     pub dit_restart_sync_probe_weight: Option<f32>,
+    /// Share of the restart phase's clips trained as dubs: the picture less noisy than the
+    /// sound (its noise level the sound's times a uniform draw), the situation of a sound
+    /// drawn for a picture that is already there. 0: none.
+    #[serde(default)]
+    pub dit_restart_dub_share: f64,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
     /// Weight of the audio codec's waveform MSE.
@@ -319,6 +324,7 @@ impl TrainConfig {
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
+            dit_restart_dub_share: 0.0,
             dit_decoupled_noise: 0.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
@@ -378,6 +384,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.dit_decoupled_noise) {
             return bad("dit_decoupled_noise is a share of the clips: from 0 to 1");
+        }
+        if !(0.0..=1.0).contains(&self.dit_restart_dub_share) {
+            return bad("dit_restart_dub_share is a share of the clips: from 0 to 1");
         }
         if let Some(p) = self.dit_restart_caption_dropout {
             if !(0.0..=1.0).contains(&p) {
@@ -475,6 +484,15 @@ impl TrainConfig {
         }
     }
 
+    /// The share of the DiT stage's clips trained as dubs at `step`: only in the restart.
+    fn dub_share_at(&self, step: usize) -> f64 {
+        if step >= self.dit_steps {
+            self.dit_restart_dub_share
+        } else {
+            0.0
+        }
+    }
+
     /// Whether any phase trains the sync probe.
     fn has_sync_probe(&self) -> bool {
         self.sync_probe_weight > 0.0 || self.dit_restart_sync_probe_weight.unwrap_or(0.0) > 0.0
@@ -504,13 +522,14 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-const RESTART_SETTINGS: [&str; 6] = [
+const RESTART_SETTINGS: [&str; 7] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
     "dit_restart_impact_weight",
     "dit_restart_caption_dropout",
     "dit_restart_sync_probe_weight",
+    "dit_restart_dub_share",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
@@ -1174,6 +1193,18 @@ impl Run<'_> {
             let d = noise.sample(2);
             if uniform(d[0]) < self.cfg.dit_decoupled_noise as f64 {
                 self.cfg.shifted_sigma(uniform(d[1]))
+            } else {
+                sigma
+            }
+        } else {
+            sigma
+        };
+        let dub = self.cfg.dub_share_at(step);
+        let sigma = if dub > 0.0 {
+            // Drawn only when asked, so the recipe's noise stream is unchanged.
+            let d = noise.sample(2);
+            if uniform(d[0]) < dub {
+                sigma_audio * uniform(d[1])
             } else {
                 sigma
             }
@@ -1884,6 +1915,33 @@ mod tests {
         assert_eq!(dropped.caption_dropout_at(10000), 0.5);
         assert_eq!(extended.caption_dropout_at(10000), 0.1);
         assert_eq!(first.dit_impact_weight_at(10000), 4.0);
+        let probed = TrainConfig {
+            dit_restart_sync_probe_weight: Some(2.0),
+            dit_restart_dub_share: 0.5,
+            ..extended.clone()
+        };
+        assert!(!extended.has_sync_probe() && probed.has_sync_probe());
+        assert_eq!(probed.sync_probe_weight_at(9999), 0.0);
+        assert_eq!(probed.sync_probe_weight_at(10000), 2.0);
+        assert_eq!(probed.dub_share_at(9999), 0.0);
+        assert_eq!(probed.dub_share_at(10000), 0.5);
+        assert_eq!(extended.dub_share_at(10000), 0.0);
+        for bad in [
+            TrainConfig {
+                dit_restart_dub_share: 1.5,
+                ..probed.clone()
+            },
+            TrainConfig {
+                dit_restart_sync_probe_weight: Some(-1.0),
+                ..probed.clone()
+            },
+            TrainConfig {
+                sync_probe_weight: f32::NAN,
+                ..probed.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
         // The same rates up to the end of the first phase, then a warm restart that decays.
         for step in [0, 49, 50, 5000, 9999] {
             assert_eq!(
