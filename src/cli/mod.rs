@@ -263,6 +263,10 @@ pub enum TrainCommand {
         /// from the audio tokens halfway up the DiT; 0: none, the recipe).
         #[arg(long)]
         sync_probe_weight: Option<f32>,
+        /// Initial gain of the DiT's query and key norms (default 1): an attention logit is
+        /// capped at sqrt(head_dim) * gain^2.
+        #[arg(long)]
+        dit_qk_norm_gain: Option<f32>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
@@ -641,6 +645,7 @@ pub fn run(cli: Cli) -> CliResult {
                     sync_probe_weight,
                     dit_restart_sync_probe_weight,
                     dit_restart_dub_share,
+                    dit_qk_norm_gain,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -685,6 +690,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_sync_probe_weight =
                 dit_restart_sync_probe_weight.or(cfg.dit_restart_sync_probe_weight);
             cfg.dit_restart_dub_share = dit_restart_dub_share.unwrap_or(cfg.dit_restart_dub_share);
+            cfg.dit_qk_norm_gain = dit_qk_norm_gain.unwrap_or(cfg.dit_qk_norm_gain);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

@@ -197,6 +197,13 @@ pub struct TrainConfig {
     pub codec_object_weight: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
+    /// Initial gain of the DiT's query and key norms (its zero-centred weights start at
+    /// `gain - 1`). Normalised queries and keys cap an attention logit at
+    /// `sqrt(head_dim) * gain^2`: 5.7 at Nano's head dim 32 and gain 1, under the ln 600 = 6.4
+    /// it takes to pick one cell of a clip's ~600 tokens; the committed weights' gains had
+    /// moved only to 0.97-1.40 after 10000 steps. 1: the recipe.
+    #[serde(default = "one_f32")]
+    pub dit_qk_norm_gain: f32,
     /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
     /// like the video's but apart from it (the rest share one level, as sampling does). The
     /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
@@ -321,6 +328,7 @@ impl TrainConfig {
             physics_spread: 1.0,
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
+            dit_qk_norm_gain: 1.0,
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
@@ -384,6 +392,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.dit_decoupled_noise) {
             return bad("dit_decoupled_noise is a share of the clips: from 0 to 1");
+        }
+        if !(self.dit_qk_norm_gain.is_finite() && self.dit_qk_norm_gain > 0.0) {
+            return bad("dit_qk_norm_gain must be a positive number (1: the recipe)");
         }
         if !(0.0..=1.0).contains(&self.dit_restart_dub_share) {
             return bad("dit_restart_dub_share is a share of the clips: from 0 to 1");
@@ -701,7 +712,7 @@ fn fnv1a(s: &str) -> u64 {
 /// Deterministic initial values: fan-in scaled normals for matrices and kernels, zeros for
 /// biases, zero-centred norm weights and the output heads (the DiT starts by predicting 0),
 /// rope bands `1/100^(k/B)` (base 100 rather than 10000: Nano's grids are a dozen tokens wide).
-fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
+fn init_vars(varmap: &VarMap, seed: u64, qk_norm_gain: f32) -> candle::Result<()> {
     let data = varmap
         .data()
         .lock()
@@ -716,6 +727,10 @@ fn init_vars(varmap: &VarMap, seed: u64) -> candle::Result<()> {
         let values: Vec<f32> = if name.ends_with("chunk_gain.bias") {
             // Open gates at the start: a gain that starts closed everywhere gets no gradient.
             vec![1.0; n]
+        } else if name.starts_with("dit.")
+            && (name.ends_with("q_norm.weight") || name.ends_with("k_norm.weight"))
+        {
+            vec![qk_norm_gain - 1.0; n]
         } else if name.ends_with("rope.bands") {
             (0..n)
                 .map(|k| 1.0 / 100f32.powf(k as f32 / n as f32))
@@ -1547,7 +1562,7 @@ pub fn run(
     } else {
         None
     };
-    init_vars(&varmap, cfg.seed)?;
+    init_vars(&varmap, cfg.seed, cfg.dit_qk_norm_gain)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
@@ -1773,6 +1788,44 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dits_query_and_key_norms_start_at_the_asked_gain_and_nothing_else_moves() {
+        let names_and_values = |gain: f32| {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            Nano::new(&NanoConfig::tiny_for_tests(40), vb).unwrap();
+            init_vars(&varmap, 5, gain).unwrap();
+            let data = varmap.data().lock().unwrap();
+            let mut all: Vec<(String, Vec<f32>)> = data
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                    )
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            all
+        };
+        let (plain, sharp) = (names_and_values(1.0), names_and_values(2.0));
+        let mut qk = 0;
+        for ((name, a), (_, b)) in plain.iter().zip(&sharp) {
+            if name.ends_with("attention.q_norm.weight")
+                || name.ends_with("attention.k_norm.weight")
+            {
+                qk += 1;
+                assert!(
+                    a.iter().all(|&x| x == 0.0) && b.iter().all(|&x| x == 1.0),
+                    "{name}"
+                );
+            } else {
+                assert_eq!(a, b, "{name}");
+            }
+        }
+        assert!(qk >= 4, "{qk} query / key norms");
+    }
 
     #[test]
     fn checkpoint_tensors_are_set_by_name_and_a_misshapen_one_is_refused_by_name() {
