@@ -274,6 +274,10 @@ pub enum TrainCommand {
         /// sound (default 0).
         #[arg(long)]
         dit_restart_dub_share: Option<f64>,
+        /// Sigma shift of the second phase's training noise levels (default: the first
+        /// phase's); the sampler keeps the first phase's.
+        #[arg(long)]
+        dit_restart_sigma_shift: Option<f64>,
         /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
         /// own, apart from the video's.
         #[arg(long)]
@@ -645,6 +649,7 @@ pub fn run(cli: Cli) -> CliResult {
                     sync_probe_weight,
                     dit_restart_sync_probe_weight,
                     dit_restart_dub_share,
+                    dit_restart_sigma_shift,
                     dit_qk_norm_gain,
                     dit_decoupled_noise,
                     audio_decoder_steps,
@@ -690,6 +695,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_sync_probe_weight =
                 dit_restart_sync_probe_weight.or(cfg.dit_restart_sync_probe_weight);
             cfg.dit_restart_dub_share = dit_restart_dub_share.unwrap_or(cfg.dit_restart_dub_share);
+            cfg.dit_restart_sigma_shift = dit_restart_sigma_shift.or(cfg.dit_restart_sigma_shift);
             cfg.dit_qk_norm_gain = dit_qk_norm_gain.unwrap_or(cfg.dit_qk_norm_gain);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);

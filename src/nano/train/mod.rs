@@ -246,6 +246,11 @@ pub struct TrainConfig {
     /// drawn for a picture that is already there. 0: none.
     #[serde(default)]
     pub dit_restart_dub_share: f64,
+    /// `sigma_shift` of the restart phase's training noise levels; unset: the first phase's.
+    /// The sampler keeps the first phase's. A lower shift draws more low noise levels, where
+    /// the fine detail (a square's corners) is learned.
+    #[serde(default)]
+    pub dit_restart_sigma_shift: Option<f64>,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
     /// Weight of the audio codec's waveform MSE.
@@ -337,6 +342,7 @@ impl TrainConfig {
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
             dit_restart_dub_share: 0.0,
+            dit_restart_sigma_shift: None,
             dit_decoupled_noise: 0.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
@@ -429,8 +435,15 @@ impl TrainConfig {
         if bad_range(self.latent_frames) || bad_range(self.codec_latent_frames) {
             return bad("latent_frames must be a range 1 <= lo <= hi");
         }
-        if !(self.sigma_shift.is_finite() && self.sigma_shift > 0.0) {
-            return bad("sigma_shift must be a positive number (1 = no shift)");
+        let shifts = [Some(self.sigma_shift), self.dit_restart_sigma_shift];
+        if shifts
+            .into_iter()
+            .flatten()
+            .any(|s| !(s.is_finite() && s > 0.0))
+        {
+            return bad(
+                "sigma_shift and dit_restart_sigma_shift must be positive numbers (1 = no shift)",
+            );
         }
         if self.dit_restart_steps > 0
             && !(self.dit_restart_lr.is_finite() && self.dit_restart_lr > 0.0)
@@ -468,9 +481,13 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// A training noise level from a uniform draw in [0, 1): [`Self::sigma_shift`]'s warp.
-    fn shifted_sigma(&self, u01: f64) -> f64 {
-        let s = self.sigma_shift;
+    /// A training noise level at `step` from a uniform draw in [0, 1): the shift's warp
+    /// ([`Self::sigma_shift`], or the restart's in the restart phase).
+    fn shifted_sigma(&self, step: usize, u01: f64) -> f64 {
+        let s = match self.dit_restart_sigma_shift {
+            Some(s) if step >= self.dit_steps => s,
+            _ => self.sigma_shift,
+        };
         (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0)
     }
 
@@ -537,7 +554,7 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-const RESTART_SETTINGS: [&str; 7] = [
+const RESTART_SETTINGS: [&str; 8] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
@@ -545,6 +562,7 @@ const RESTART_SETTINGS: [&str; 7] = [
     "dit_restart_caption_dropout",
     "dit_restart_sync_probe_weight",
     "dit_restart_dub_share",
+    "dit_restart_sigma_shift",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
@@ -1205,13 +1223,13 @@ impl Run<'_> {
             2,
         )?;
         let u = noise.sample(2);
-        let sigma = self.cfg.shifted_sigma(uniform(u[0]));
+        let sigma = self.cfg.shifted_sigma(step, uniform(u[0]));
         let drop = uniform(u[1]) < self.cfg.caption_dropout_at(step);
         let sigma_audio = if self.cfg.dit_decoupled_noise > 0.0 {
             // Drawn only when asked, so the recipe's noise stream is unchanged.
             let d = noise.sample(2);
             if uniform(d[0]) < self.cfg.dit_decoupled_noise as f64 {
-                self.cfg.shifted_sigma(uniform(d[1]))
+                self.cfg.shifted_sigma(step, uniform(d[1]))
             } else {
                 sigma
             }
@@ -1983,7 +2001,22 @@ mod tests {
         assert_eq!(probed.dub_share_at(9999), 0.0);
         assert_eq!(probed.dub_share_at(10000), 0.5);
         assert_eq!(extended.dub_share_at(10000), 0.0);
+        // A restart's shift warps only its own draws: at shift 1 a draw is its own level.
+        let flat = TrainConfig {
+            dit_restart_sigma_shift: Some(1.0),
+            ..extended.clone()
+        };
+        assert_eq!(
+            flat.shifted_sigma(9999, 0.25),
+            first.shifted_sigma(9999, 0.25)
+        );
+        assert!((first.shifted_sigma(10000, 0.25) - 0.5).abs() < 1e-12);
+        assert!((flat.shifted_sigma(10000, 0.25) - 0.25).abs() < 1e-12);
         for bad in [
+            TrainConfig {
+                dit_restart_sigma_shift: Some(0.0),
+                ..probed.clone()
+            },
             TrainConfig {
                 dit_restart_dub_share: 1.5,
                 ..probed.clone()
