@@ -70,6 +70,9 @@ pub struct TrainConfig {
     pub tiny: bool,
     /// Steps of the video codec. The codec stage runs `max(codec_steps, audio_codec_steps)`
     /// steps, each codec training (with its own learning-rate schedule) for its own count.
+    /// The recipe's 3600 (1200 before 2026-12-03): the codec's loss was still falling at
+    /// 1200, and at 3600 the world's squares come back filling 0.91 of their box against
+    /// 0.88, triangles tapering to 0.46 against 0.59 (`examples/nano_detail`, σ0 = 0).
     pub codec_steps: usize,
     /// Steps of the audio codec: a small MLP, ~50 ms a step against ~1 s for the video
     /// codec, and far from done after the video codec's count (at 1200 steps the hits' attacks
@@ -185,10 +188,12 @@ pub struct TrainConfig {
     /// drop height, first contact, restitution, slide span, orbit period and start angle
     /// (and, below 1, the orbit's direction). At 1 a bounce of the asked size has its
     /// contacts anywhere in about half a second, and the DiT draws one blob stretched along
-    /// the bounce's path. Not in the recipe (1): the full DiT stage at 0 from the same codecs
-    /// (6782 s) scored 60.6% / 57.8% adherence against 57.2% / 58.3%, motion 55.0% against
-    /// 51.7%, shape 35.8% against 33.3% (within the noise), silent prompts 13 of 13 against
-    /// 11, but sync median / p90 124 / 456 ms against 85 / 272 (`eval nano`, 60 + 60 scenes).
+    /// the bounce's path. The recipe's 0 since 2026-12-03: with the progress channel and the
+    /// 3600-step video codec, the full recipe at 0 scored 72.8% / 77.2% adherence (seed 0)
+    /// and 74.4% / 67.8% (seed 1) against 70.6% / 71.1% and 63.9% / 65.6% for the weights
+    /// before (1200-step codec, spread 1); slides read as slides 26 of 33 times against 18
+    /// (`eval nano`, 60 + 60 scenes). Sync is at chance either way. (Before the progress
+    /// channel, 0 alone was within the noise: 60.6% / 57.8% against 57.2% / 58.3%.)
     #[serde(default = "one_f32")]
     pub physics_spread: f32,
     /// Extra loss weight on the objects' pixels in the codec stage: the subjects cover a few
@@ -278,14 +283,17 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The recipe behind the committed `models/nano/` weights, about 2 h 10 min on the 2-core
-    /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
-    /// - codecs: the video codec 1200 steps of 2 clips of 5-9 frames (~1 s/step, 21 min), the
-    ///   audio codec beside it for 12000 steps (~20 ms/step once alone, 4 min), each clipped
-    ///   and scheduled on its own;
+    /// The recipe behind the committed `models/nano/` weights, 1 h 51 min on the 2-core CPU
+    /// of the committed run, about 2 h 50 min on the slower one of the first runs (measured
+    /// step times in `models/nano/TRAINING_LOG.txt`):
+    /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
+    ///   ~1 s/step on the first runs' CPU), the audio codec beside it for 12000 steps
+    ///   (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
     /// - DiT: 10000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
     ///   default clip is 9; a step's clips share a length), ~0.64 s/step with a worker per
-    ///   core, about 106 min (~0.41 s/step, 68 min, on the CPU of the committed run); the
+    ///   core, about 106 min (~0.40 s/step, 67 min, on the CPU of the committed run); the
+    ///   timing of every clip's motion at the middle of the world's ranges
+    ///   (`physics_spread` 0: one trajectory per motion, size and camera); the
     ///   text probe trains beside it; the export is the EMA of its weights;
     /// - the audio decoder alone 6000 steps (~13 ms/step, under 2 min) on the frozen
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
@@ -305,7 +313,7 @@ impl TrainConfig {
             out_dir,
             seed: 5,
             tiny: false,
-            codec_steps: 1200,
+            codec_steps: 3600,
             audio_codec_steps: 12000,
             dit_steps: 10000,
             dit_restart_steps: 0,
@@ -334,7 +342,7 @@ impl TrainConfig {
             caption_dropout: 0.1,
             sigma_shift: 3.0,
             placement_spread: 0.0,
-            physics_spread: 1.0,
+            physics_spread: 0.0,
             codec_object_weight: 8.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
@@ -1962,7 +1970,8 @@ mod tests {
             );
         }
         let recipe = TrainConfig::nano(PathBuf::from("run"));
-        assert_eq!((recipe.placement_spread, recipe.physics_spread), (0.0, 1.0));
+        assert_eq!((recipe.placement_spread, recipe.physics_spread), (0.0, 0.0));
+        assert_eq!(recipe.codec_steps, 3600);
     }
 
     #[test]
