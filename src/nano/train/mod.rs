@@ -443,15 +443,12 @@ impl TrainConfig {
         if bad_range(self.latent_frames) || bad_range(self.codec_latent_frames) {
             return bad("latent_frames must be a range 1 <= lo <= hi");
         }
-        let shifts = [Some(self.sigma_shift), self.dit_restart_sigma_shift];
-        if shifts
-            .into_iter()
-            .flatten()
-            .any(|s| !(s.is_finite() && s > 0.0))
-        {
-            return bad(
-                "sigma_shift and dit_restart_sigma_shift must be positive numbers (1 = no shift)",
-            );
+        let positive = |s: f64| s.is_finite() && s > 0.0;
+        if !positive(self.sigma_shift) {
+            return bad("sigma_shift must be a positive number (1 = no shift)");
+        }
+        if !self.dit_restart_sigma_shift.is_none_or(positive) {
+            return bad("dit_restart_sigma_shift must be a positive number (1 = no shift)");
         }
         if self.dit_restart_steps > 0
             && !(self.dit_restart_lr.is_finite() && self.dit_restart_lr > 0.0)
