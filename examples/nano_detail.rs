@@ -10,6 +10,12 @@
 //! drop only from some σ0 up, the DiT loses the shape in the steps above it; if they drop
 //! from the lowest σ0 on, it blurs even a nearly clean latent.
 //!
+//! First it judges the codec's shape code (`train nano --codec-shape-weight`): how often the
+//! first latent channels name the shape that covers most of a latent cell, and whether the
+//! decoder follows them. Each clip has a twin, the same scene with another shape (a ball's
+//! is a square); the twin's latent with this clip's shape channels is decoded and read. A
+//! decoder that draws from the code reads this clip's shape; one that ignores it, the twin's.
+//!
 //! `cargo run --release --example nano_detail -- MODEL_DIR [WEIGHTS.safetensors [SIGMAS]]`
 //! (WEIGHTS: any file of Nano's tensor names, a run's `model/model.safetensors` or
 //! `checkpoint/vars.safetensors`; default MODEL_DIR/model.safetensors. SIGMAS: the σ0 to
@@ -22,7 +28,7 @@ use candle_nn::VarBuilder;
 use happyhorse::engine::models::nano::{self, Nano, NanoConfig, NanoTokenizer};
 use happyhorse::engine::pipelines::magihuman::SeededNoise;
 use happyhorse::nano::analyze::analyze_video;
-use happyhorse::nano::train::{Clip, ClipSampler};
+use happyhorse::nano::train::{clip_latents, noised, Clip, ClipSampler, SHAPE_CODE};
 use happyhorse::nano::world::{Frame, Shape};
 
 /// Clips are drawn from a stream the recipe never trains on.
@@ -30,34 +36,6 @@ const SEED: u64 = 5;
 const TAG: u64 = 78;
 const PER_SHAPE: usize = 8;
 const SIGMA0: &str = "0,0.2,0.4,0.6,0.8,1";
-
-fn encode(m: &Nano, clip: &Clip, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let lat = &m.cfg.latent;
-    let shape = (clip.n_frames, clip.height, clip.width, 3);
-    let x = Tensor::from_slice(&clip.frames_rgb, shape, dev)?
-        .permute((0, 3, 1, 2))?
-        .to_dtype(DType::F32)?
-        .affine(1.0 / 127.5, -1.0)?;
-    let video = nano::normalize(
-        &m.video_encoder.encode(&x)?,
-        &lat.video_mean,
-        &lat.video_std,
-        1,
-    )?;
-    let a = Tensor::from_slice(&clip.audio, clip.audio.len(), dev)?;
-    let audio = nano::normalize(
-        &m.audio_encoder.encode(&a)?,
-        &lat.audio_mean,
-        &lat.audio_std,
-        2,
-    )?;
-    Ok((video, audio))
-}
-
-fn noised(z: &Tensor, sigma: f32, noise: &mut SeededNoise) -> Result<Tensor> {
-    let e = Tensor::from_vec(noise.sample(z.elem_count()), z.shape(), z.device())?;
-    Ok(((z * (1.0 - sigma as f64))? + (e * sigma as f64)?)?)
-}
 
 /// The decoded picture of normalised video latents, as the analyzers' frames.
 fn picture(m: &Nano, zv: &Tensor, clip: &Clip) -> Result<Vec<Frame>> {
@@ -129,6 +107,65 @@ impl Tally {
     }
 }
 
+/// The shape code's report: how often the code names the shape of the cells an object
+/// covers most, and how often the twin's latent with this clip's code decodes to this clip's
+/// shape (against the twin's latent alone).
+fn shape_code(
+    m: &Nano,
+    cfg: &NanoConfig,
+    clips: &[Clip],
+    twins: &[Clip],
+    dev: &Device,
+) -> Result<()> {
+    let (mut named, mut cells) = (0usize, 0usize);
+    let mut swapped = [Tally::default(); 3];
+    let mut alone = [Tally::default(); 3];
+    for (i, (clip, twin)) in clips.iter().zip(twins).enumerate() {
+        let want = clip.scene.object.shape;
+        let k = i / PER_SHAPE;
+        let (zv, _) = clip_latents(m, &cfg.latent, clip, dev)?;
+        let (zt, _) = clip_latents(m, &cfg.latent, twin, dev)?;
+        let code = nano::denormalize(&zv, &cfg.latent.video_mean, &cfg.latent.video_std, 1)?
+            .narrow(1, 0, SHAPE_CODE)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let plane = code.len() / SHAPE_CODE;
+        for c in 0..plane {
+            let truth: Vec<f32> = (0..SHAPE_CODE)
+                .map(|j| clip.shape_cells[j * plane + c])
+                .collect();
+            if truth.iter().copied().fold(0.0, f32::max) < 0.5 {
+                continue;
+            }
+            let argmax = |v: &[f32]| (0..v.len()).fold(0, |b, j| if v[j] > v[b] { j } else { b });
+            let got: Vec<f32> = (0..SHAPE_CODE).map(|j| code[j * plane + c]).collect();
+            cells += 1;
+            named += usize::from(argmax(&got) == argmax(&truth));
+        }
+        let channels = zt.dim(1)?;
+        let mixed = Tensor::cat(
+            &[
+                zv.narrow(1, 0, SHAPE_CODE)?,
+                zt.narrow(1, SHAPE_CODE, channels - SHAPE_CODE)?,
+            ],
+            1,
+        )?;
+        swapped[k].add(want, &picture(m, &mixed, twin)?, twin)?;
+        alone[k].add(want, &picture(m, &zt, twin)?, twin)?;
+    }
+    println!(
+        "shape code: names the shape of {named} of {cells} latent cells an object covers at least half"
+    );
+    for (k, name) in ["ball", "square", "triangle"].iter().enumerate() {
+        println!(
+            "shape code {name:>8}: the twin with this code {:<32} the twin alone {}",
+            swapped[k].show(),
+            alone[k].show()
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (model_dir, weights, sigmas) = match args.as_slice() {
@@ -160,14 +197,24 @@ fn main() -> Result<()> {
     // The DiT's training placements (the middle of each path's range), 3 s clips.
     let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (6, 6)).with_placement_spread(0.0);
     let mut clips = Vec::new();
+    let mut twins = Vec::new();
     for want in [Shape::Ball, Shape::Square, Shape::Triangle] {
-        clips.extend(
-            (0..)
-                .map(|i| sampler.clip(SEED, TAG, i))
-                .filter(|c| c.scene.object.shape == want && c.scene.second.is_none())
-                .take(PER_SHAPE),
-        );
+        let picked: Vec<(u64, Clip)> = (0..)
+            .map(|i| (i, sampler.clip(SEED, TAG, i)))
+            .filter(|(_, c)| c.scene.object.shape == want && c.scene.second.is_none())
+            .take(PER_SHAPE)
+            .collect();
+        for (i, clip) in picked {
+            let other = if want == Shape::Ball {
+                Shape::Square
+            } else {
+                Shape::Ball
+            };
+            twins.push(sampler.clip_with(SEED, TAG, i, |s| s.object.shape = other));
+            clips.push(clip);
+        }
     }
+    shape_code(&m, &cfg, &clips, &twins, &dev)?;
     let null_ids = tok.encode("", cfg.text.max_len)?;
     let (null, null_len) = (m.text_encoder.forward(&null_ids)?, null_ids.len());
 
@@ -182,14 +229,12 @@ fn main() -> Result<()> {
         for (i, clip) in clips.iter().enumerate() {
             let want = clip.scene.object.shape;
             let k = i / PER_SHAPE;
-            let (zv, za) = encode(&m, clip, &dev)?;
+            let (zv, za) = clip_latents(&m, &cfg.latent, clip, &dev)?;
             let ids = tok.encode(&clip.caption, cfg.text.max_len)?;
             let txt = m.text_encoder.forward(&ids)?;
             let mut noise = SeededNoise::new(1000 + i as u64);
-            let (mut xv, mut xa) = (
-                noised(&zv, sigma0, &mut noise)?,
-                noised(&za, sigma0, &mut noise)?,
-            );
+            let (mut xv, _) = noised(&zv, sigma0 as f64, &mut noise)?;
+            let (mut xa, _) = noised(&za, sigma0 as f64, &mut noise)?;
             let levels = schedule(sigma0, steps, shift);
             for (j, pair) in levels.windows(2).enumerate() {
                 let (s, next) = (pair[0], pair[1]);

@@ -12,9 +12,9 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
-use happyhorse::engine::models::nano::{self, Nano, NanoConfig, NanoTokenizer};
+use happyhorse::engine::models::nano::{Nano, NanoConfig, NanoTokenizer};
 use happyhorse::engine::pipelines::magihuman::SeededNoise;
-use happyhorse::nano::train::{Clip, ClipSampler};
+use happyhorse::nano::train::{clip_latents, noised, Clip, ClipSampler};
 
 /// Clips are drawn from a stream the recipe never trains on.
 const SEED: u64 = 5;
@@ -53,38 +53,15 @@ struct Latents {
 }
 
 fn latents(m: &Nano, tok: &NanoTokenizer, clip: &Clip, dev: &Device) -> Result<Latents> {
-    let (cfg, lat) = (&m.cfg, &m.cfg.latent);
-    let shape = (clip.n_frames, clip.height, clip.width, 3);
-    let x = Tensor::from_slice(&clip.frames_rgb, shape, dev)?
-        .permute((0, 3, 1, 2))?
-        .to_dtype(DType::F32)?
-        .affine(1.0 / 127.5, -1.0)?;
-    let video = nano::normalize(
-        &m.video_encoder.encode(&x)?,
-        &lat.video_mean,
-        &lat.video_std,
-        1,
-    )?;
-    let a = Tensor::from_slice(&clip.audio, clip.audio.len(), dev)?;
-    let audio = nano::normalize(
-        &m.audio_encoder.encode(&a)?,
-        &lat.audio_mean,
-        &lat.audio_std,
-        2,
-    )?;
+    let (video, audio) = clip_latents(m, &m.cfg.latent, clip, dev)?;
     let mut hits = clip.impact_frames.clone();
     hits.resize(audio.dim(1)?, 0.0);
     Ok(Latents {
         video,
         audio,
-        ids: tok.encode(&clip.caption, cfg.text.max_len)?,
+        ids: tok.encode(&clip.caption, m.cfg.text.max_len)?,
         hits,
     })
-}
-
-fn noised(z: &Tensor, sigma: f32, noise: &mut SeededNoise) -> Result<Tensor> {
-    let e = Tensor::from_vec(noise.sample(z.elem_count()), z.shape(), z.device())?;
-    Ok(((z * (1.0 - sigma as f64))? + (e * sigma as f64)?)?)
 }
 
 fn main() -> Result<()> {
@@ -121,7 +98,7 @@ fn main() -> Result<()> {
         }
         let txt = m.text_encoder.forward(&a.ids)?;
         for sa in [1.0f32, 0.5] {
-            let xa = noised(&a.audio, sa, &mut SeededNoise::new(9))?;
+            let (xa, _) = noised(&a.audio, sa as f64, &mut SeededNoise::new(9))?;
             let run = |zv: &Tensor| {
                 m.velocity_and_audio_hidden(zv, &xa, &txt, a.ids.len(), 0.0, sa, layer)
             };
@@ -147,8 +124,8 @@ fn main() -> Result<()> {
         let txt = m.text_encoder.forward(&z.ids)?;
         for (k, &(sv, sa)) in settings.iter().enumerate() {
             let mut noise = SeededNoise::new(1000 + i as u64);
-            let xv = noised(&z.video, sv, &mut noise)?;
-            let xa = noised(&z.audio, sa, &mut noise)?;
+            let (xv, _) = noised(&z.video, sv as f64, &mut noise)?;
+            let (xa, _) = noised(&z.audio, sa as f64, &mut noise)?;
             let (_, _, h) =
                 m.velocity_and_audio_hidden(&xv, &xa, &txt, z.ids.len(), sv, sa, layer)?;
             let logits = head.forward(&h)?.squeeze(D::Minus1)?.to_vec1::<f32>()?;

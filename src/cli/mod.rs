@@ -335,10 +335,15 @@ pub enum TrainCommand {
         #[arg(long)]
         placement_spread: Option<f32>,
         /// The same for the timing of their motion (drop height, contact times, slide span,
-        /// orbit period and start): 1 as the world draws it (the recipe's), 0 the middle of
-        /// each range.
+        /// orbit period and start): 1 as the world draws it, 0 the middle of each range (the
+        /// recipe's).
         #[arg(long)]
         physics_spread: Option<f32>,
+        /// Weight of the video codec's shape code: its first three latent channels learn the
+        /// share of each latent cell a ball, a square or a triangle covers. 0: none (the
+        /// recipe's).
+        #[arg(long)]
+        codec_shape_weight: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -668,6 +673,7 @@ pub fn run(cli: Cli) -> CliResult {
                     sigma_shift,
                     placement_spread,
                     physics_spread,
+                    codec_shape_weight,
                     stop_after,
                     codecs_from,
                     gpu,
@@ -723,6 +729,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.sigma_shift = sigma_shift.unwrap_or(cfg.sigma_shift);
             cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);
             cfg.physics_spread = physics_spread.unwrap_or(cfg.physics_spread);
+            cfg.codec_shape_weight = codec_shape_weight.unwrap_or(cfg.codec_shape_weight);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             tools::train_nano(cfg, gpu)

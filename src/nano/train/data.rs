@@ -6,8 +6,8 @@ use candle_core as candle;
 
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
-    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train, ClipTruth,
-    Scene, SplitMix64,
+    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
+    shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -26,6 +26,11 @@ pub struct Clip {
     pub object_mask: Vec<f32>,
     /// Per audio latent frame (one per video frame): 1 where a sounding contact falls.
     pub impact_frames: Vec<f32>,
+    /// `[3, T, h/8, w/8]` on the video latent grid: the share of each latent cell covered by
+    /// a ball, a square and a triangle (the order of [`Shape::ALL`]), over the cell's pixels
+    /// and its latent frame's frames. The codec stage can ask the encoder to carry it in its
+    /// first latent channels ([`TrainConfig::codec_shape_weight`](super::TrainConfig::codec_shape_weight)).
+    pub shape_cells: Vec<f32>,
     /// What the clip shows.
     pub scene: Scene,
 }
@@ -73,6 +78,37 @@ fn object_mask(truth: &ClipTruth, n: usize, w: usize, h: usize) -> Vec<f32> {
         }
     }
     mask
+}
+
+/// Pixel coverage `[n, 3, h, w]` pooled to the video latent grid `[3, T, h/8, w/8]`: the
+/// mean over each 8x8 cell and each latent frame's group of 4 frames (the first alone).
+fn latent_shape_cells(coverage: &[f32], n: usize, w: usize, h: usize) -> Vec<f32> {
+    let (g, st) = (
+        VideoCodecConfig::TEMPORAL_STRIDE,
+        VideoCodecConfig::SPATIAL_STRIDE,
+    );
+    let shapes = Shape::ALL.len();
+    let t = NanoConfig::latent_frames(n);
+    let (lh, lw) = (h / st, w / st);
+    let mut out = vec![0f32; shapes * t * lh * lw];
+    for f in 0..n {
+        let lt = if f == 0 { 0 } else { (f - 1) / g + 1 };
+        let frames_in_group = if lt == 0 { 1 } else { g };
+        let scale = 1.0 / (frames_in_group * st * st) as f32;
+        for k in 0..shapes {
+            let map = &coverage[(f * shapes + k) * h * w..][..h * w];
+            let cells = &mut out[(k * t + lt) * lh * lw..][..lh * lw];
+            for y in 0..lh * st {
+                for x in 0..lw * st {
+                    let v = map[y * w + x];
+                    if v > 0.0 {
+                        cells[(y / st) * lw + x / st] += v * scale;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn mix64(x: u64) -> u64 {
@@ -129,10 +165,23 @@ impl ClipSampler {
     /// Clip `index` of stream `tag` for a run `seed`: a training-split scene (never a held-out
     /// triple), a size cycled by index, a random length and caption wording.
     pub fn clip(&self, seed: u64, tag: u64, index: u64) -> Clip {
+        self.clip_with(seed, tag, index, |_| {})
+    }
+
+    /// [`clip`](Self::clip) with its scene changed by `edit` before it is rendered and
+    /// captioned (the diagnostics' "the same clip, but a square").
+    pub fn clip_with(
+        &self,
+        seed: u64,
+        tag: u64,
+        index: u64,
+        edit: impl FnOnce(&mut Scene),
+    ) -> Clip {
         let key = mix64(seed ^ mix64(tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index));
         let mut scene = sample_train(key);
         scene.squeeze_placement(self.placement_spread);
         scene.squeeze_physics(self.physics_spread);
+        edit(&mut scene);
         let (w, h) = self.sizes[(index % self.sizes.len().max(1) as u64) as usize];
         let (lo, hi) = self.latent_frames;
         let length_key = if self.length_group > 1 {
@@ -157,8 +206,10 @@ impl ClipSampler {
                 }
             }
         }
+        let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
+            shape_cells: latent_shape_cells(&coverage, n, w as usize, h as usize),
             impact_frames,
             width: w as usize,
             height: h as usize,
@@ -223,6 +274,39 @@ mod tests {
             }
         }
         assert!(lat.contains(&0.0), "the background stays unweighted");
+    }
+
+    #[test]
+    fn shape_cells_hold_each_objects_area_in_its_own_shapes_channel() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (2, 2));
+        for (shape, fill) in [
+            (Shape::Ball, std::f32::consts::FRAC_PI_4),
+            (Shape::Square, 1.0),
+            (Shape::Triangle, 0.5),
+        ] {
+            let clip = sampler.clip_with(7, 1, 0, |s| {
+                s.object.shape = shape;
+                s.second = None;
+            });
+            let [t, lh, lw] = [2, 56 / 8, 96 / 8];
+            assert_eq!(clip.shape_cells.len(), 3 * t * lh * lw);
+            let k = Shape::ALL.iter().position(|&s| s == shape).unwrap();
+            let plane = t * lh * lw;
+            for (j, channel) in clip.shape_cells.chunks(plane).enumerate() {
+                assert!(channel.iter().all(|&v| (0.0..=1.0 + 1e-6).contains(&v)));
+                let sum: f32 = channel[..lh * lw].iter().sum();
+                if j == k {
+                    // The first latent frame is frame 0 alone: its cells add up to the
+                    // object's area in cells, (2 half / 8)^2 times the shape's fill.
+                    let half = clip.scene.object.size.half_extent() * 56.0;
+                    let area = (2.0 * half / 8.0).powi(2) * fill;
+                    assert!((sum - area).abs() < 0.1 * area, "{shape}: {sum} vs {area}");
+                } else {
+                    assert_eq!(sum, 0.0, "{shape} in channel {j}");
+                }
+            }
+        }
     }
 
     #[test]

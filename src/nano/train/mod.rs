@@ -200,6 +200,14 @@ pub struct TrainConfig {
     /// percent of the frame, and a plain mean spends the codec on background texture. Weight
     /// is `1 + codec_object_weight` there, normalised to mean 1.
     pub codec_object_weight: f32,
+    /// Weight of the codec stage's shape code: an MSE pulling the video encoder's first
+    /// three latent channels to [`Clip::shape_cells`], the share of each latent cell a ball,
+    /// a square or a triangle covers. The DiT learns colour (a strong latent signal) from
+    /// the caption and shape (a few corner cells' subtle channels) hardly at all; with the
+    /// shape code, "square" is a whole latent channel over the object's cells, as loud as
+    /// its colour. 0: no code.
+    #[serde(default)]
+    pub codec_shape_weight: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
     /// Initial gain of the DiT's query and key norms (its zero-centred weights start at
@@ -344,6 +352,7 @@ impl TrainConfig {
             placement_spread: 0.0,
             physics_spread: 0.0,
             codec_object_weight: 8.0,
+            codec_shape_weight: 0.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             text_probe_weight: 1.0,
@@ -421,6 +430,9 @@ impl TrainConfig {
             if !(0.0..=1.0).contains(&p) {
                 return bad("dit_restart_caption_dropout is a share of the clips: from 0 to 1");
             }
+        }
+        if !(self.codec_shape_weight >= 0.0 && self.codec_shape_weight.is_finite()) {
+            return bad("codec_shape_weight must be 0 (no shape code) or a positive weight");
         }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
@@ -841,6 +853,26 @@ fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
     base * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos()))
 }
 
+/// Latent channels the shape code takes (one per shape, [`Clip::shape_cells`]).
+pub const SHAPE_CODE: usize = 3;
+
+/// The shape code's loss: the mean squared difference between the first [`SHAPE_CODE`]
+/// channels of a video latent `[1, C, T, H, W]` and the clip's [`Clip::shape_cells`].
+fn shape_code_miss(z: &Tensor, clip: &Clip) -> candle::Result<Tensor> {
+    let (_, c, t, h, w) = z.dims5()?;
+    if c < SHAPE_CODE || clip.shape_cells.len() != SHAPE_CODE * t * h * w {
+        candle::bail!(
+            "nano train: the shape code needs {SHAPE_CODE} channels of a latent {:?} and {} \
+             shape cells, the clip has {}",
+            z.dims(),
+            SHAPE_CODE * t * h * w,
+            clip.shape_cells.len()
+        )
+    }
+    let code = Tensor::from_slice(&clip.shape_cells, (1, SHAPE_CODE, t, h, w), z.device())?;
+    (z.narrow(1, 0, SHAPE_CODE)? - code)?.sqr()?.mean_all()
+}
+
 /// Frames `[n, H, W, 3]` u8 → `[n, 3, H, W]` in [-1, 1].
 fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor> {
     Tensor::from_slice(
@@ -851,6 +883,39 @@ fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor> {
     .permute((0, 3, 1, 2))?
     .to_dtype(DType::F32)?
     .affine(1.0 / 127.5, -1.0)
+}
+
+/// A clip's normalised latents `(video [1,z,T,H,W], audio [1,Na,Ca])`: the world's clip
+/// through the model's encoders, detached, scaled by the run's latent statistics. The DiT
+/// stage trains on these; the diagnostics (`examples/nano_*`) start from them.
+pub fn clip_latents(
+    model: &Nano,
+    lat: &LatentStats,
+    clip: &Clip,
+    dev: &Device,
+) -> candle::Result<(Tensor, Tensor)> {
+    let x = frames_tensor(clip, dev)?;
+    let video = nano::normalize(
+        &model.video_encoder.encode(&x)?.detach(),
+        &lat.video_mean,
+        &lat.video_std,
+        1,
+    )?;
+    let a = Tensor::from_slice(&clip.audio, clip.audio.len(), dev)?;
+    let audio = nano::normalize(
+        &model.audio_encoder.encode(&a)?.detach(),
+        &lat.audio_mean,
+        &lat.audio_std,
+        2,
+    )?;
+    Ok((video, audio))
+}
+
+/// The flow-matching point at noise level `sigma` and its noise `e`: `((1 - sigma) z + sigma e,
+/// e)`, with `e` the next `z`-sized draw of `noise`.
+pub fn noised(z: &Tensor, sigma: f64, noise: &mut SeededNoise) -> candle::Result<(Tensor, Tensor)> {
+    let e = noise_like(noise, z)?;
+    Ok((((z * (1.0 - sigma))? + (&e * sigma)?)?, e))
 }
 
 /// L1 between log-magnitude spectra (256-sample Hann frames, no overlap).
@@ -1110,7 +1175,11 @@ impl Run<'_> {
             &self.dev,
         )?;
         let rec = weighted_mse(&y, &x, &wv)?;
-        rec + (z.sqr()?.mean_all()? * 1e-3)?
+        let loss = (rec + (z.sqr()?.mean_all()? * 1e-3)?)?;
+        if self.cfg.codec_shape_weight <= 0.0 {
+            return Ok(loss);
+        }
+        loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?
     }
 
     fn audio_codec_loss(
@@ -1213,20 +1282,7 @@ impl Run<'_> {
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: DiT stage without latent statistics".into())
         })?;
-        let x = frames_tensor(clip, &self.dev)?;
-        let zv = nano::normalize(
-            &m.video_encoder.encode(&x)?.detach(),
-            &lat.video_mean,
-            &lat.video_std,
-            1,
-        )?;
-        let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
-        let za = nano::normalize(
-            &m.audio_encoder.encode(&a)?.detach(),
-            &lat.audio_mean,
-            &lat.audio_std,
-            2,
-        )?;
+        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
         let u = noise.sample(2);
         let sigma = self.cfg.shifted_sigma(step, uniform(u[0]));
         let drop = uniform(u[1]) < self.cfg.caption_dropout_at(step);
@@ -1264,10 +1320,8 @@ impl Run<'_> {
             _ => None,
         };
 
-        let ev = noise_like(&mut noise, &zv)?;
-        let ea = noise_like(&mut noise, &za)?;
-        let xv = ((&zv * (1.0 - sigma))? + (&ev * sigma)?)?;
-        let xa = ((&za * (1.0 - sigma_audio))? + (&ea * sigma_audio)?)?;
+        let (xv, ev) = noised(&zv, sigma, &mut noise)?;
+        let (xa, ea) = noised(&za, sigma_audio, &mut noise)?;
         let n_audio = za.dim(1)?;
         let mut impacts = clip.impact_frames.clone();
         impacts.resize(n_audio, 0.0);
@@ -2162,6 +2216,32 @@ mod tests {
             err.contains("video_decoder_steps: checkpoint 0, now 2000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_shape_code_costs_nothing_when_the_first_channels_hold_the_shape_cells() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let clip = ClipSampler::new(&cfg, vec![(48, 32)], (2, 2)).clip(3, 1, 0);
+        let (_, [t, h, w]) = clip.latent_object_mask();
+        let dev = &Device::Cpu;
+        let code = Tensor::from_slice(&clip.shape_cells, (1, SHAPE_CODE, t, h, w), dev).unwrap();
+        let rest = Tensor::ones((1, 5, t, h, w), DType::F32, dev).unwrap();
+        let right = Tensor::cat(&[&code, &rest], 1).unwrap();
+        let miss = |z: &Tensor| {
+            shape_code_miss(z, &clip)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(miss(&right), 0.0);
+        // All zeros: the mean square of the cells, which an object makes positive.
+        let zeros = right.zeros_like().unwrap();
+        let n = clip.shape_cells.len() as f32;
+        let want = clip.shape_cells.iter().map(|v| v * v).sum::<f32>() / n;
+        assert!(want > 0.0 && (miss(&zeros) - want).abs() < 1e-6);
+        // A latent of another clip's grid is an error, not a panic.
+        let other = Tensor::zeros((1, 8, t, h + 1, w), DType::F32, dev).unwrap();
+        assert!(shape_code_miss(&other, &clip).is_err());
     }
 
     #[test]

@@ -288,6 +288,47 @@ pub fn render_video(
         .collect()
 }
 
+/// Per frame, the share of each pixel covered by an object of each shape of [`Shape::ALL`]
+/// (in that order), as `render_video` with the same arguments draws them: `[n, 3, height,
+/// width]`. Where the primary passes in front of the companion both count (capped at 1).
+pub fn shape_coverage(
+    scene: &Scene,
+    width: usize,
+    height: usize,
+    fps: f32,
+    duration_s: f32,
+) -> Vec<f32> {
+    let traj = Trajectory::new(scene, duration_s);
+    let n = frame_count(fps, duration_s);
+    let plane = width * height;
+    let mut out = vec![0f32; n * Shape::ALL.len() * plane];
+    let objects: Vec<Object> = std::iter::once(scene.object).chain(scene.second).collect();
+    for i in 0..n {
+        let t = i as f32 / fps;
+        for (index, object) in objects.iter().enumerate() {
+            let Some((cx, cy, half)) = placed(&traj, index, t, width, height, object) else {
+                continue;
+            };
+            let k = Shape::ALL
+                .iter()
+                .position(|&s| s == object.shape)
+                .unwrap_or(0);
+            let map = &mut out[(i * Shape::ALL.len() + k) * plane..][..plane];
+            let x0 = (cx - half - 1.0).floor().max(0.0) as usize;
+            let y0 = (cy - half - 1.0).floor().max(0.0) as usize;
+            let x1 = ((cx + half + 1.0).ceil().max(0.0) as usize).min(width);
+            let y1 = ((cy + half + 1.0).ceil().max(0.0) as usize).min(height);
+            for py in y0..y1 {
+                for px in x0..x1 {
+                    let v = &mut map[py * width + px];
+                    *v = (*v + coverage(object.shape, cx, cy, half, px, py)).min(1.0);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What `render_video` with the same arguments shows, and when sounds are due.
 pub fn ground_truth(
     scene: &Scene,
