@@ -107,6 +107,19 @@ impl Tally {
     }
 }
 
+/// The shape the first [`SHAPE_CODE`] channels of a normalised video latent name: the one
+/// whose channel holds the most over the whole clip (a codec without a code names noise).
+fn code_names(cfg: &NanoConfig, zv: &Tensor) -> Result<Shape> {
+    let z = nano::denormalize(zv, &cfg.latent.video_mean, &cfg.latent.video_std, 1)?;
+    let sums = z
+        .narrow(1, 0, SHAPE_CODE)?
+        .relu()?
+        .sum((0, 2, 3, 4))?
+        .to_vec1::<f32>()?;
+    let best = (0..sums.len()).fold(0, |b, j| if sums[j] > sums[b] { j } else { b });
+    Ok(Shape::ALL[best])
+}
+
 /// The shape code's report: how often the code names the shape of the cells an object
 /// covers most, and how often the twin's latent with this clip's code decodes to this clip's
 /// shape (against the twin's latent alone).
@@ -226,6 +239,7 @@ fn main() -> Result<()> {
     for sigma0 in sigmas {
         let mut done = [Tally::default(); 3];
         let mut guess = [Tally::default(); 3];
+        let mut coded = [0usize; 3];
         for (i, clip) in clips.iter().enumerate() {
             let want = clip.scene.object.shape;
             let k = i / PER_SHAPE;
@@ -253,11 +267,13 @@ fn main() -> Result<()> {
                 xa = (&xa + (&a * (next - s) as f64)?)?;
             }
             done[k].add(want, &picture(&m, &xv, clip)?, clip)?;
+            coded[k] += usize::from(code_names(&cfg, &xv)? == want);
         }
         for (k, name) in ["ball", "square", "triangle"].iter().enumerate() {
             println!(
-                "sigma0 {sigma0:.1} {name:>8}: denoised {:<32} one-step guess {}",
+                "sigma0 {sigma0:.1} {name:>8}: denoised {:<32} code names it {}/{PER_SHAPE}, one-step guess {}",
                 done[k].show(),
+                coded[k],
                 if sigma0 > 0.0 {
                     guess[k].show()
                 } else {
