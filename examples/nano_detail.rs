@@ -15,6 +15,7 @@
 //! decoder follows them. Each clip has a twin, the same scene with another shape (a ball's
 //! is a square); the twin's latent with this clip's shape channels is decoded and read. A
 //! decoder that draws from the code reads this clip's shape; one that ignores it, the twin's.
+//! For each σ0 it also says how often the denoised latent's code names the asked shape.
 //!
 //! `cargo run --release --example nano_detail -- MODEL_DIR [WEIGHTS.safetensors [SIGMAS]]`
 //! (WEIGHTS: any file of Nano's tensor names, a run's `model/model.safetensors` or
