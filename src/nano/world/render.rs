@@ -206,6 +206,22 @@ fn placed(
     Some((x * width as f32, y * height as f32, half))
 }
 
+/// The pixel columns and rows an object centred at `(cx, cy)` with half extent `half` can
+/// touch (its box grown by a pixel), clipped to the frame.
+fn pixel_box(
+    cx: f32,
+    cy: f32,
+    half: f32,
+    width: usize,
+    height: usize,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let x0 = (cx - half - 1.0).floor().max(0.0) as usize;
+    let y0 = (cy - half - 1.0).floor().max(0.0) as usize;
+    let x1 = ((cx + half + 1.0).ceil().max(0.0) as usize).min(width);
+    let y1 = ((cy + half + 1.0).ceil().max(0.0) as usize).min(height);
+    (x0..x1, y0..y1)
+}
+
 /// Renders `round(duration_s * fps)` frames of `width × height` RGB.
 pub fn render_video(
     scene: &Scene,
@@ -266,12 +282,9 @@ pub fn render_video(
                     continue;
                 };
                 let color = object.color.rgb();
-                let x0 = (cx - half - 1.0).floor().max(0.0) as usize;
-                let y0 = (cy - half - 1.0).floor().max(0.0) as usize;
-                let x1 = ((cx + half + 1.0).ceil().max(0.0) as usize).min(width);
-                let y1 = ((cy + half + 1.0).ceil().max(0.0) as usize).min(height);
-                for py in y0..y1 {
-                    for px in x0..x1 {
+                let (xs, ys) = pixel_box(cx, cy, half, width, height);
+                for py in ys {
+                    for px in xs.clone() {
                         let a = coverage(object.shape, cx, cy, half, px, py);
                         if a > 0.0 {
                             let p = &mut rgb[3 * (py * width + px)..][..3];
@@ -314,12 +327,9 @@ pub fn shape_coverage(
                 .position(|&s| s == object.shape)
                 .unwrap_or(0);
             let map = &mut out[(i * Shape::ALL.len() + k) * plane..][..plane];
-            let x0 = (cx - half - 1.0).floor().max(0.0) as usize;
-            let y0 = (cy - half - 1.0).floor().max(0.0) as usize;
-            let x1 = ((cx + half + 1.0).ceil().max(0.0) as usize).min(width);
-            let y1 = ((cy + half + 1.0).ceil().max(0.0) as usize).min(height);
-            for py in y0..y1 {
-                for px in x0..x1 {
+            let (xs, ys) = pixel_box(cx, cy, half, width, height);
+            for py in ys {
+                for px in xs.clone() {
                     let v = &mut map[py * width + px];
                     *v = (*v + coverage(object.shape, cx, cy, half, px, py)).min(1.0);
                 }
