@@ -307,6 +307,10 @@ pub enum TrainCommand {
         /// the video-decoder stage only): true or false.
         #[arg(long)]
         video_decoder_temporal_mix: Option<bool>,
+        /// The video-decoder stage decodes the DiT's one-step estimate of each clip from a
+        /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
+        #[arg(long)]
+        video_decoder_dit_sigma: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -664,6 +668,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_lr,
                     video_decoder_noise,
                     video_decoder_temporal_mix,
+                    video_decoder_dit_sigma,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -711,6 +716,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
             cfg.video_decoder_temporal_mix =
                 video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
+            cfg.video_decoder_dit_sigma =
+                video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

@@ -291,6 +291,42 @@ fn the_video_decoders_temporal_mix_extends_a_finished_run_from_the_identity() {
     a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.", true);
 }
 
+/// The video-decoder stage's first loss of a short run whose stage decodes the DiT's estimates
+/// from noise levels up to `dit_sigma` (0: the encoder's latents, noise 0).
+fn first_video_decoder_loss(dit_sigma: f32) -> f32 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.dit_steps = 6;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 1;
+    cfg.video_decoder_noise = 0.0;
+    cfg.video_decoder_dit_sigma = dit_sigma;
+    let mut losses = Vec::new();
+    run(cfg, &Device::Cpu, &mut |p| {
+        if p.stage == Stage::VideoDecoder {
+            losses.push(p.loss)
+        }
+    })
+    .expect("training runs");
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    losses[0]
+}
+
+#[test]
+fn the_video_decoder_stage_decodes_the_dits_estimates_when_asked() {
+    let encoder = first_video_decoder_loss(0.0);
+    // From a noise level near 0 the DiT's one-step estimate is the clip's own latent, back at
+    // the encoder's scale: the same loss.
+    let near_clean = first_video_decoder_loss(1e-6);
+    assert!(
+        (encoder - near_clean).abs() <= 1e-4 * encoder,
+        "{encoder} vs {near_clean}"
+    );
+    // From higher levels it is the DiT's guess, which the codec-trained decoder draws worse.
+    let guessed = first_video_decoder_loss(1.0);
+    assert!(guessed > 1.05 * encoder, "{encoder} vs {guessed}");
+}
+
 #[test]
 fn the_text_probe_learns_the_captions_and_stays_out_of_the_export() {
     let a = tempfile::tempdir().expect("tempdir");

@@ -140,6 +140,14 @@ pub struct TrainConfig {
     /// so the stages before it are the same with or without them.
     #[serde(default)]
     pub video_decoder_temporal_mix: bool,
+    /// When positive, the video-decoder stage decodes the DiT's one-step estimate of each
+    /// clip instead of the encoder's noised latent: the clip's latents noised to a level
+    /// drawn from `[0, this]`, the velocity taken with the caption, `x - sigma v`. That
+    /// estimate is blurred where the DiT is unsure, as its samples are, while a shape code
+    /// in it is right; paired with the clip's true frames, the decoder learns to draw what
+    /// the DiT means rather than what it blurs. 0: off, the recipe.
+    #[serde(default)]
+    pub video_decoder_dit_sigma: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -345,6 +353,7 @@ impl TrainConfig {
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
             video_decoder_temporal_mix: false,
+            video_decoder_dit_sigma: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -498,6 +507,12 @@ impl TrainConfig {
                  when video_decoder_steps is set",
             );
         }
+        if !(0.0..=1.0).contains(&self.video_decoder_dit_sigma) {
+            return bad(
+                "video_decoder_dit_sigma must be between 0 (decode the encoder's latents) \
+                 and 1 (the DiT's estimate from pure noise)",
+            );
+        }
         if !(0.0..=1.0).contains(&self.placement_spread) {
             return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
         }
@@ -603,11 +618,12 @@ const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-const VIDEO_DECODER_SETTINGS: [&str; 4] = [
+const VIDEO_DECODER_SETTINGS: [&str; 5] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
+    "video_decoder_dit_sigma",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -1032,6 +1048,9 @@ struct Run<'a> {
     probe: Option<TextProbe>,
     /// Trained with the DiT when a phase's sync-probe weight is over 0; never exported.
     sync_probe: Option<SyncProbe>,
+    /// A frozen copy of the model as exported (the DiT's average): what the video-decoder
+    /// stage's DiT estimates come from ([`TrainConfig::video_decoder_dit_sigma`]).
+    exported: Option<Nano>,
     dev: Device,
 }
 
@@ -1137,20 +1156,26 @@ impl Run<'_> {
         std::fs::write(dir.join(nano::CONFIG_FILE), json).map_err(io(&dir))?;
         std::fs::write(dir.join(MANIFEST_FILE), folder_manifest(&cfg)?).map_err(io(&dir))?;
         self.tokenizer.save(&dir.join(nano::TOKENIZER_FILE))?;
+        candle::safetensors::save(&self.exported_weights()?, dir.join(nano::WEIGHTS_FILE))?;
+        Ok(())
+    }
+
+    /// The weights the model exports: the live variables less the probes, the DiT's
+    /// average in place of its live weights.
+    fn exported_weights(&self) -> candle::Result<HashMap<String, Tensor>> {
         let mut weights: HashMap<String, Tensor> = {
             let data = self.varmap.data().lock().map_err(|_| {
                 candle::Error::Msg("nano train: the variable map lock is poisoned".into())
             })?;
             data.iter()
                 .filter(|(n, _)| !is_probe_var(n))
-                .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+                .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
                 .collect()
         };
         if let Some(ema) = &self.ema {
             weights.extend(ema.tensors());
         }
-        candle::safetensors::save(&weights, dir.join(nano::WEIGHTS_FILE))?;
-        Ok(())
+        Ok(weights)
     }
 
     /// Noise for clip `k` of step `step` (σ, latent and caption-dropout draws): a stream of
@@ -1242,12 +1267,17 @@ impl Run<'_> {
         })?;
         let m = &self.model;
         let x = frames_tensor(clip, &self.dev)?;
-        let z = m.video_encoder.encode(&x)?.detach();
-        let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
-        let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
-        let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
-        let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
-        let y = m.video_decoder.decode(&(z + (e * level)?)?)?;
+        let z = if self.cfg.video_decoder_dit_sigma > 0.0 {
+            self.dit_video_estimate(clip, lat, &mut noise)?
+        } else {
+            let z = m.video_encoder.encode(&x)?.detach();
+            let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
+            let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
+            let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
+            let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
+            (z + (e * level)?)?
+        };
+        let y = m.video_decoder.decode(&z)?;
         let wv = weights(
             &clip.object_mask,
             (clip.n_frames, 1, clip.height, clip.width),
@@ -1255,6 +1285,29 @@ impl Run<'_> {
             &self.dev,
         )?;
         weighted_mse(&y, &x, &wv)
+    }
+
+    /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
+    /// detached ([`TrainConfig::video_decoder_dit_sigma`]): the clip's latents noised to a
+    /// level drawn from `[0, video_decoder_dit_sigma]`, denoised in one step with its caption.
+    fn dit_video_estimate(
+        &self,
+        clip: &Clip,
+        lat: &LatentStats,
+        noise: &mut SeededNoise,
+    ) -> candle::Result<Tensor> {
+        let m = self.exported.as_ref().unwrap_or(&self.model);
+        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
+        let sigma = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64;
+        let (xv, _) = noised(&zv, sigma, noise)?;
+        let (xa, _) = noised(&za, sigma, noise)?;
+        let ids = self
+            .tokenizer
+            .encode(&clip.caption, self.model_cfg.text.max_len)?;
+        let txt = m.text_encoder.forward(&ids)?;
+        let (v, _) = m.velocity(&xv, &xa, &txt, ids.len(), sigma as f32)?;
+        let z0 = (xv - (v * sigma)?)?.detach();
+        nano::denormalize(&z0, &lat.video_mean, &lat.video_std, 1)
     }
 
     /// How far the decoded `za` is from the clip's sound: waveform, spectrum and loudness
@@ -1688,6 +1741,7 @@ pub fn run(
             recipe: Some(cfg.recipe()?),
         },
         ema: None,
+        exported: None,
         probe,
         sync_probe,
         dev,
@@ -1816,6 +1870,11 @@ pub fn run(
                 ema.load(&path)?;
             }
             run.ema = Some(ema);
+        }
+        run.exported = None;
+        if stage == Stage::VideoDecoder && cfg.video_decoder_dit_sigma > 0.0 {
+            let vb = VarBuilder::from_tensors(run.exported_weights()?, DType::F32, &run.dev);
+            run.exported = Some(Nano::new(&run.model_cfg, vb)?);
         }
         let basis = dft_basis(256, &run.dev)?;
         while run.state.step < total {
