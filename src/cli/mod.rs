@@ -311,6 +311,10 @@ pub enum TrainCommand {
         /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
         #[arg(long)]
         video_decoder_dit_sigma: Option<f32>,
+        /// The share (0 to 1) of the video-decoder stage's clips decoded from another shape's
+        /// latent carrying the clip's shape code (needs --codec-shape-weight).
+        #[arg(long)]
+        video_decoder_code_swap: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -669,6 +673,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_noise,
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
+                    video_decoder_code_swap,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -718,6 +723,8 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
             cfg.video_decoder_dit_sigma =
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
+            cfg.video_decoder_code_swap =
+                video_decoder_code_swap.unwrap_or(cfg.video_decoder_code_swap);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

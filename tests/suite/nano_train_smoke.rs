@@ -294,6 +294,10 @@ fn the_video_decoders_temporal_mix_extends_a_finished_run_from_the_identity() {
 /// The video-decoder stage's first loss of a short run whose stage decodes the DiT's estimates
 /// from noise levels up to `dit_sigma` (0: the encoder's latents, noise 0).
 fn first_video_decoder_loss(dit_sigma: f32) -> f32 {
+    first_video_decoder_loss_with(dit_sigma, |_| {})
+}
+
+fn first_video_decoder_loss_with(dit_sigma: f32, edit: impl FnOnce(&mut TrainConfig)) -> f32 {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
     cfg.dit_steps = 6;
@@ -301,6 +305,7 @@ fn first_video_decoder_loss(dit_sigma: f32) -> f32 {
     cfg.video_decoder_steps = 1;
     cfg.video_decoder_noise = 0.0;
     cfg.video_decoder_dit_sigma = dit_sigma;
+    edit(&mut cfg);
     let mut losses = Vec::new();
     run(cfg, &Device::Cpu, &mut |p| {
         if p.stage == Stage::VideoDecoder {
@@ -325,6 +330,27 @@ fn the_video_decoder_stage_decodes_the_dits_estimates_when_asked() {
     // From higher levels it is the DiT's guess, which the codec-trained decoder draws worse.
     let guessed = first_video_decoder_loss(1.0);
     assert!(guessed > 1.05 * encoder, "{encoder} vs {guessed}");
+}
+
+#[test]
+fn the_video_decoder_stage_can_decode_another_shapes_latent_under_the_clips_shape_code() {
+    let coded = |swap: f32| {
+        move |cfg: &mut TrainConfig| {
+            cfg.codec_shape_weight = 10.0;
+            cfg.video_decoder_code_swap = swap;
+        }
+    };
+    let own = first_video_decoder_loss_with(0.0, coded(0.0));
+    // Every clip's latent is another shape's (the clip's code in its first channels), drawn
+    // against the clip's own frames: the decoder, trained on matching pairs, draws it worse.
+    let swapped = first_video_decoder_loss_with(0.0, coded(1.0));
+    assert!(swapped > 1.01 * own, "{own} vs {swapped}");
+    // Without a shape code there is nothing to swap: refused before anything trains.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.video_decoder_code_swap = 0.5;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    assert!(err.to_string().contains("codec_shape_weight"), "{err}");
 }
 
 #[test]

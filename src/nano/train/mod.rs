@@ -45,6 +45,7 @@ use crate::engine::models::nano::{
 };
 use crate::engine::pipelines::magihuman::SeededNoise;
 use crate::engine::registry::{Registry, MANIFEST_FILE};
+use crate::nano::world::{is_held_out, Scene, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -148,6 +149,13 @@ pub struct TrainConfig {
     /// the DiT means rather than what it blurs. 0: off, the recipe.
     #[serde(default)]
     pub video_decoder_dit_sigma: f32,
+    /// The share of the video-decoder stage's clips whose latent, but for the shape code,
+    /// comes from the same scene with another shape (a ball's latent with a square's code),
+    /// paired with the frames the code names. The decoder then has to draw the shape the
+    /// code says where the other channels say another: what it sees when the DiT's code is
+    /// right and its silhouette a blob. Needs `codec_shape_weight`; 0: off, the recipe.
+    #[serde(default)]
+    pub video_decoder_code_swap: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -354,6 +362,7 @@ impl TrainConfig {
             video_decoder_noise: 0.5,
             video_decoder_temporal_mix: false,
             video_decoder_dit_sigma: 0.0,
+            video_decoder_code_swap: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -513,6 +522,12 @@ impl TrainConfig {
                  and 1 (the DiT's estimate from pure noise)",
             );
         }
+        if !(0.0..=1.0).contains(&self.video_decoder_code_swap) {
+            return bad("video_decoder_code_swap must be a share between 0 and 1");
+        }
+        if self.video_decoder_code_swap > 0.0 && self.codec_shape_weight <= 0.0 {
+            return bad("video_decoder_code_swap swaps the shape code: set codec_shape_weight too");
+        }
         if !(0.0..=1.0).contains(&self.placement_spread) {
             return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
         }
@@ -618,12 +633,13 @@ const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-const VIDEO_DECODER_SETTINGS: [&str; 5] = [
+const VIDEO_DECODER_SETTINGS: [&str; 6] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
+    "video_decoder_code_swap",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -910,6 +926,29 @@ fn decoder_noise_std(video_std: &[f32], shape_code: bool) -> Vec<f32> {
         .collect()
 }
 
+/// The shape the video-decoder stage takes a clip's latent from in place of its own
+/// ([`TrainConfig::video_decoder_code_swap`]): with probability `share` (by the uniform of
+/// `draws[0]`) one of the two other shapes (by `draws[1]`), the next if that one would make
+/// a held-out triple; `None` to keep the clip's own latent.
+fn code_swap_shape(scene: &Scene, draws: Vec<f32>, share: f32) -> Option<Shape> {
+    if draws.len() < 2 || uniform(draws[0]) >= share as f64 {
+        return None;
+    }
+    let others: Vec<Shape> = Shape::ALL
+        .iter()
+        .copied()
+        .filter(|&s| s != scene.object.shape)
+        .collect();
+    let first = (uniform(draws[1]) * others.len() as f64) as usize;
+    (0..others.len())
+        .map(|i| others[(first + i) % others.len()])
+        .find(|&shape| {
+            let mut s = scene.clone();
+            s.object.shape = shape;
+            !is_held_out(&s)
+        })
+}
+
 /// Frames `[n, H, W, 3]` u8 → `[n, 3, H, W]` in [-1, 1].
 fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor> {
     Tensor::from_slice(
@@ -1108,6 +1147,17 @@ impl Run<'_> {
 
     /// Clip `k` of step `step`'s batch.
     fn clip(&self, stage: Stage, step: usize, k: usize) -> Clip {
+        self.clip_with(stage, step, k, |_| {})
+    }
+
+    /// [`clip`](Self::clip) with its scene changed by `edit` before it is rendered.
+    fn clip_with(
+        &self,
+        stage: Stage,
+        step: usize,
+        k: usize,
+        edit: impl FnOnce(&mut Scene),
+    ) -> Clip {
         let step = self.data_step(step);
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
@@ -1115,7 +1165,7 @@ impl Run<'_> {
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
             Stage::VideoDecoder => (6u64, &self.codec_sampler),
         };
-        sampler.clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64)
+        sampler.clip_with(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64, edit)
     }
 
     fn save(&self, opt: &AdamW) -> Result<(), TrainError> {
@@ -1259,23 +1309,53 @@ impl Run<'_> {
         self.audio_reconstruction_loss(clip, &a, &(za + (e * level)?)?, basis)
     }
 
-    /// The video-decoder stage's loss on one clip: the frozen encoder's latent, plus noise of
-    /// a level drawn from `[0, video_decoder_noise]` latent stds, decoded to the clip's frames.
-    fn video_decoder_loss(&self, clip: &Clip, mut noise: SeededNoise) -> candle::Result<Tensor> {
+    /// The video-decoder stage's loss on clip `k` of step `step`: the frozen encoder's
+    /// latent plus noise of a level drawn from `[0, video_decoder_noise]` latent stds, or the
+    /// DiT's estimate ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's
+    /// frames; with [`TrainConfig::video_decoder_code_swap`] that latent may be another
+    /// shape's, the clip's shape code in its first channels.
+    fn video_decoder_loss(
+        &self,
+        clip: &Clip,
+        step: usize,
+        k: usize,
+        mut noise: SeededNoise,
+    ) -> candle::Result<Tensor> {
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: video-decoder stage without latent statistics".into())
         })?;
         let m = &self.model;
         let x = frames_tensor(clip, &self.dev)?;
+        let swapped = match self.cfg.video_decoder_code_swap {
+            p if p > 0.0 => code_swap_shape(&clip.scene, noise.sample(2), p).map(|shape| {
+                self.clip_with(Stage::VideoDecoder, step, k, |s| s.object.shape = shape)
+            }),
+            _ => None,
+        };
+        let source = swapped.as_ref().unwrap_or(clip);
         let z = if self.cfg.video_decoder_dit_sigma > 0.0 {
-            self.dit_video_estimate(clip, lat, &mut noise)?
+            self.dit_video_estimate(source, lat, &mut noise)?
         } else {
-            let z = m.video_encoder.encode(&x)?.detach();
+            let z = m
+                .video_encoder
+                .encode(&frames_tensor(source, &self.dev)?)?
+                .detach();
             let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
             let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
             let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
             let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
             (z + (e * level)?)?
+        };
+        let z = if swapped.is_some() {
+            let code = m
+                .video_encoder
+                .encode(&x)?
+                .detach()
+                .narrow(1, 0, SHAPE_CODE)?;
+            let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
+            Tensor::cat(&[&code, &rest], 1)?
+        } else {
+            z
         };
         let y = m.video_decoder.decode(&z)?;
         let wv = weights(
@@ -1471,7 +1551,7 @@ impl Run<'_> {
                 ),
                 Stage::VideoDecoder => (
                     [
-                        self.video_decoder_loss(&clip, self.noise(0x71DE_0DEC, step, k))?,
+                        self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?,
                         Tensor::zeros((), DType::F32, &self.dev)?,
                     ],
                     [None, None],
@@ -2330,6 +2410,36 @@ mod tests {
         let std = [0.1f32, 0.2, 0.3, 0.4, 0.5];
         assert_eq!(decoder_noise_std(&std, false), std);
         assert_eq!(decoder_noise_std(&std, true), [0.0, 0.0, 0.0, 0.4, 0.5]);
+    }
+
+    #[test]
+    fn a_code_swap_takes_another_shape_at_the_asked_share_and_never_a_held_out_triple() {
+        use crate::nano::world::{sample_train, Background, Color};
+        let mut rng = SeededNoise::new(7);
+        // A red ball on grass: both a square and a triangle are training triples.
+        let mut scene = sample_train(3);
+        scene.object.color = Color::Red;
+        scene.object.shape = Shape::Ball;
+        scene.background = Background::Grass;
+        scene.second = None;
+        assert_eq!(code_swap_shape(&scene, rng.sample(2), 0.0), None);
+        let draws: Vec<Option<Shape>> = (0..400)
+            .map(|_| code_swap_shape(&scene, rng.sample(2), 0.5))
+            .collect();
+        let swapped = draws.iter().flatten().count();
+        assert!((150..250).contains(&swapped), "{swapped} of 400");
+        assert!(draws.iter().flatten().all(|&s| s != Shape::Ball));
+        for shape in [Shape::Square, Shape::Triangle] {
+            assert!(draws.contains(&Some(shape)), "{shape:?} never drawn");
+        }
+        // An orange ball on grass: a square would be the held-out orange square on grass.
+        scene.object.color = Color::Orange;
+        for _ in 0..100 {
+            assert_eq!(
+                code_swap_shape(&scene, rng.sample(2), 1.0),
+                Some(Shape::Triangle)
+            );
+        }
     }
 
     #[test]
