@@ -943,7 +943,7 @@ fn code_swap_shape(scene: &Scene, draws: Vec<f32>, share: f32) -> Option<Shape> 
     (0..others.len())
         .map(|i| others[(first + i) % others.len()])
         .find(|&shape| {
-            let mut s = scene.clone();
+            let mut s = *scene;
             s.object.shape = shape;
             !is_held_out(&s)
         })
