@@ -345,6 +345,13 @@ fn the_video_decoder_stage_can_decode_another_shapes_latent_under_the_clips_shap
     // against the clip's own frames: the decoder, trained on matching pairs, draws it worse.
     let swapped = first_video_decoder_loss_with(0.0, coded(1.0));
     assert!(swapped > 1.01 * own, "{own} vs {swapped}");
+    // From the DiT's estimates at a level near 0 (the other shape's latent and the clip's
+    // code both estimated), the same pairs: the same loss.
+    let estimated = first_video_decoder_loss_with(1e-6, coded(1.0));
+    assert!(
+        (estimated - swapped).abs() <= 1e-4 * swapped,
+        "{swapped} vs {estimated}"
+    );
     // Without a shape code there is nothing to swap: refused before anything trains.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());

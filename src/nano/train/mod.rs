@@ -153,7 +153,8 @@ pub struct TrainConfig {
     /// comes from the same scene with another shape (a ball's latent with a square's code),
     /// paired with the frames the code names. The decoder then has to draw the shape the
     /// code says where the other channels say another: what it sees when the DiT's code is
-    /// right and its silhouette a blob. Needs `codec_shape_weight`; 0: off, the recipe.
+    /// right and its silhouette a blob. With `video_decoder_dit_sigma` both the latent and
+    /// the code are the DiT's estimates at one level. Needs `codec_shape_weight`; 0: off.
     #[serde(default)]
     pub video_decoder_code_swap: f32,
     /// Clips per optimizer step.
@@ -1333,8 +1334,10 @@ impl Run<'_> {
             _ => None,
         };
         let source = swapped.as_ref().unwrap_or(clip);
-        let z = if self.cfg.video_decoder_dit_sigma > 0.0 {
-            self.dit_video_estimate(source, lat, &mut noise)?
+        let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
+            .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
+        let z = if let Some(sigma) = dit_sigma {
+            self.dit_video_estimate(source, lat, sigma, &mut noise)?
         } else {
             let z = m
                 .video_encoder
@@ -1347,11 +1350,13 @@ impl Run<'_> {
             (z + (e * level)?)?
         };
         let z = if swapped.is_some() {
-            let code = m
-                .video_encoder
-                .encode(&x)?
-                .detach()
-                .narrow(1, 0, SHAPE_CODE)?;
+            // The clip's own code, as the DiT estimates it at the same level when the stage
+            // decodes the DiT's estimates (so as blurred as the DiT's samples have it).
+            let own = match dit_sigma {
+                Some(sigma) => self.dit_video_estimate(clip, lat, sigma, &mut noise)?,
+                None => m.video_encoder.encode(&x)?.detach(),
+            };
+            let code = own.narrow(1, 0, SHAPE_CODE)?;
             let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
             Tensor::cat(&[&code, &rest], 1)?
         } else {
@@ -1368,17 +1373,17 @@ impl Run<'_> {
     }
 
     /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
-    /// detached ([`TrainConfig::video_decoder_dit_sigma`]): the clip's latents noised to a
-    /// level drawn from `[0, video_decoder_dit_sigma]`, denoised in one step with its caption.
+    /// detached ([`TrainConfig::video_decoder_dit_sigma`]): the clip's latents noised to
+    /// `sigma`, denoised in one step with its caption.
     fn dit_video_estimate(
         &self,
         clip: &Clip,
         lat: &LatentStats,
+        sigma: f64,
         noise: &mut SeededNoise,
     ) -> candle::Result<Tensor> {
         let m = self.exported.as_ref().unwrap_or(&self.model);
         let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
-        let sigma = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64;
         let (xv, _) = noised(&zv, sigma, noise)?;
         let (xa, _) = noised(&za, sigma, noise)?;
         let ids = self
