@@ -222,7 +222,8 @@ pub struct TrainConfig {
     /// a square or a triangle covers. The DiT learns colour (a strong latent signal) from
     /// the caption and shape (a few corner cells' subtle channels) hardly at all; with the
     /// shape code, "square" is a whole latent channel over the object's cells, as loud as
-    /// its colour. 0: no code (the recipe, for now).
+    /// its colour. 0: no code; the recipe: 10 (since 2026-12-03; over two eval seeds of 60 +
+    /// 60 scenes, adherence 76.4% / 75.3% against 73.6% / 72.5% without it).
     ///
     /// Measured 2026-12-03 at weight 10 (the full recipe otherwise, `examples/nano_detail`):
     /// the encoder's code names the shape of 677 of 685 object cells and the codec's own
@@ -380,7 +381,7 @@ impl TrainConfig {
             placement_spread: 0.0,
             physics_spread: 0.0,
             codec_object_weight: 8.0,
-            codec_shape_weight: 0.0,
+            codec_shape_weight: 10.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             text_probe_weight: 1.0,
