@@ -315,6 +315,9 @@ pub enum TrainCommand {
         /// latent carrying the clip's shape code (needs --codec-shape-weight).
         #[arg(long)]
         video_decoder_code_swap: Option<f32>,
+        /// The video-decoder stage's loss is L1 instead of L2 (sharper edges): true or false.
+        #[arg(long)]
+        video_decoder_l1: Option<bool>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -674,6 +677,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
                     video_decoder_code_swap,
+                    video_decoder_l1,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -725,6 +729,7 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_code_swap =
                 video_decoder_code_swap.unwrap_or(cfg.video_decoder_code_swap);
+            cfg.video_decoder_l1 = video_decoder_l1.unwrap_or(cfg.video_decoder_l1);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

@@ -157,6 +157,11 @@ pub struct TrainConfig {
     /// the code are the DiT's estimates at one level. Needs `codec_shape_weight`; 0: off.
     #[serde(default)]
     pub video_decoder_code_swap: f32,
+    /// The video-decoder stage's loss is the (object-weighted) mean absolute error instead of
+    /// the squared one: where the latent leaves an edge uncertain, L2 is least for a blur
+    /// between the two sides and L1 for one side, so corners stay sharp. false: L2, the recipe.
+    #[serde(default)]
+    pub video_decoder_l1: bool,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -365,6 +370,7 @@ impl TrainConfig {
             video_decoder_temporal_mix: false,
             video_decoder_dit_sigma: 0.0,
             video_decoder_code_swap: 0.0,
+            video_decoder_l1: false,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -635,13 +641,14 @@ const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-const VIDEO_DECODER_SETTINGS: [&str; 6] = [
+const VIDEO_DECODER_SETTINGS: [&str; 7] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
     "video_decoder_code_swap",
+    "video_decoder_l1",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -1370,7 +1377,11 @@ impl Run<'_> {
             self.cfg.codec_object_weight,
             &self.dev,
         )?;
-        weighted_mse(&y, &x, &wv)
+        if self.cfg.video_decoder_l1 {
+            (y - x)?.abs()?.broadcast_mul(&wv)?.mean_all()
+        } else {
+            weighted_mse(&y, &x, &wv)
+        }
     }
 
     /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
