@@ -307,6 +307,10 @@ pub enum TrainCommand {
         /// the video-decoder stage only): true or false.
         #[arg(long)]
         video_decoder_temporal_mix: Option<bool>,
+        /// Whether the video decoder's two finest levels also read the latent (residual
+        /// blocks trained in the video-decoder stage only): true or false.
+        #[arg(long)]
+        video_decoder_refine: Option<bool>,
         /// The video-decoder stage decodes the DiT's one-step estimate of each clip from a
         /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
         #[arg(long)]
@@ -362,6 +366,10 @@ pub enum TrainCommand {
         /// and text encoder only.
         #[arg(long)]
         codecs_from: Option<PathBuf>,
+        /// Start from every weight of this finished model folder (e.g. models/nano) and
+        /// train the video-decoder stage only (with --video-decoder-steps).
+        #[arg(long)]
+        video_decoder_from: Option<PathBuf>,
         /// Train on the first GPU (needs a build with --features cuda or metal). Same recipe,
         /// same data; the floating-point sums differ, so the weights match a CPU run's in
         /// quality, not bit for bit.
@@ -675,6 +683,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_lr,
                     video_decoder_noise,
                     video_decoder_temporal_mix,
+                    video_decoder_refine,
                     video_decoder_dit_sigma,
                     video_decoder_code_swap,
                     video_decoder_l1,
@@ -690,6 +699,7 @@ pub fn run(cli: Cli) -> CliResult {
                     codec_shape_weight,
                     stop_after,
                     codecs_from,
+                    video_decoder_from,
                     gpu,
                 },
         } => {
@@ -725,6 +735,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
             cfg.video_decoder_temporal_mix =
                 video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
+            cfg.video_decoder_refine = video_decoder_refine.unwrap_or(cfg.video_decoder_refine);
             cfg.video_decoder_dit_sigma =
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_code_swap =
@@ -751,6 +762,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.codec_shape_weight = codec_shape_weight.unwrap_or(cfg.codec_shape_weight);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
+            cfg.video_decoder_from = video_decoder_from.or(cfg.video_decoder_from);
             tools::train_nano(cfg, gpu)
         }
     }

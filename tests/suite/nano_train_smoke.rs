@@ -291,6 +291,77 @@ fn the_video_decoders_temporal_mix_extends_a_finished_run_from_the_identity() {
     a_decoder_stage_extends_a_finished_run(Stage::VideoDecoder, "video_decoder.", true);
 }
 
+#[test]
+fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_with() {
+    let (a, b, kept) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut cfg = TrainConfig::smoke(a.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 2;
+    cfg.video_decoder_steps = 0;
+    let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
+    // The finished model, as it would be committed (the extension below rewrites it).
+    for f in std::fs::read_dir(&done.model_dir).expect("model dir") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, kept.path().join(f.file_name().expect("name"))).expect("copy");
+    }
+
+    // The run extended with a refining video-decoder stage…
+    cfg.video_decoder_steps = 4;
+    cfg.video_decoder_refine = true;
+    let extended = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("extended run");
+    // …and the same stage started in a new folder from the model alone.
+    cfg.out_dir = b.path().to_path_buf();
+    cfg.video_decoder_from = Some(kept.path().to_path_buf());
+    let mut stages = Vec::new();
+    let alone = run(cfg.clone(), &Device::Cpu, &mut |p| stages.push(p.stage)).expect("from model");
+    assert_eq!(stages, vec![Stage::VideoDecoder; 4]);
+
+    let (w1, w2, w0) = (
+        weights(&extended.model_dir),
+        weights(&alone.model_dir),
+        weights(kept.path()),
+    );
+    assert_eq!(w1.len(), w2.len());
+    for (name, t) in &w1 {
+        assert_eq!(max_abs_diff(t, &w2[name]), 0.0, "{name} differs");
+    }
+    // The refine blocks are new and trained from the identity; nothing but the decoder moved.
+    let refine: Vec<&String> = w2.keys().filter(|n| n.contains(".refine.")).collect();
+    assert_eq!(refine.len(), 8, "{refine:?}");
+    for name in refine.iter().filter(|n| n.contains(".out.")) {
+        let zero = w2[*name].zeros_like().expect("zeros");
+        assert!(
+            max_abs_diff(&w2[*name], &zero) > 0.0,
+            "{name} did not train"
+        );
+    }
+    for (name, t) in &w0 {
+        let d = max_abs_diff(t, &w2[name]);
+        assert_eq!(
+            d > 0.0,
+            name.starts_with("video_decoder."),
+            "{name} changed by {d}"
+        );
+    }
+    let config = std::fs::read_to_string(alone.model_dir.join("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["video"]["refine"], true);
+
+    // A model whose decoder has the refine blocks, continued by a run without them, is refused
+    // by name rather than losing them.
+    let c = tempfile::tempdir().expect("tempdir");
+    cfg.out_dir = c.path().to_path_buf();
+    cfg.video_decoder_from = Some(alone.model_dir.clone());
+    cfg.video_decoder_refine = false;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("--video-decoder-refine true"), "{err}");
+}
+
 /// The video-decoder stage's first loss of a short run whose stage decodes the DiT's estimates
 /// from noise levels up to `dit_sigma` (0: the encoder's latents, noise 0).
 fn first_video_decoder_loss(dit_sigma: f32) -> f32 {

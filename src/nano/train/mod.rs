@@ -141,6 +141,12 @@ pub struct TrainConfig {
     /// so the stages before it are the same with or without them.
     #[serde(default)]
     pub video_decoder_temporal_mix: bool,
+    /// The video decoder's two finest levels end in a residual block that reads the latent
+    /// upsampled to them ([`VideoCodecConfig::refine`]), so the shape code reaches the
+    /// pixels of a square's corners directly. Trained from the identity in the
+    /// video-decoder stage only, as the temporal mix.
+    #[serde(default)]
+    pub video_decoder_refine: bool,
     /// When positive, the video-decoder stage decodes the DiT's one-step estimate of each
     /// clip instead of the encoder's noised latent: the clip's latents noised to a level
     /// drawn from `[0, this]`, the velocity taken with the caption, `x - sigma v`. That
@@ -320,6 +326,12 @@ pub struct TrainConfig {
     /// and train the DiT stage only: `train nano --codecs-from models/nano`.
     #[serde(default)]
     pub codecs_from: Option<PathBuf>,
+    /// Start a new run from every weight of this finished model folder and train the
+    /// video-decoder stage only (`--video-decoder-steps`): `train nano --video-decoder-from
+    /// models/nano`. The stage reads nothing of the run before it but these weights and the
+    /// seed, so this is the stage a full run with the same settings ends with.
+    #[serde(default)]
+    pub video_decoder_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -368,6 +380,7 @@ impl TrainConfig {
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
             video_decoder_temporal_mix: false,
+            video_decoder_refine: false,
             video_decoder_dit_sigma: 0.0,
             video_decoder_code_swap: 0.0,
             video_decoder_l1: false,
@@ -404,6 +417,7 @@ impl TrainConfig {
             stop_after: None,
             ema_decay: 0.999,
             codecs_from: None,
+            video_decoder_from: None,
         }
     }
 
@@ -441,7 +455,13 @@ impl TrainConfig {
                 "training settings are not a JSON object".into(),
             ));
         };
-        for session_only in ["out_dir", "workers", "stop_after", "codecs_from"] {
+        for session_only in [
+            "out_dir",
+            "workers",
+            "stop_after",
+            "codecs_from",
+            "video_decoder_from",
+        ] {
             map.remove(session_only);
         }
         Ok(map)
@@ -529,6 +549,18 @@ impl TrainConfig {
                 "video_decoder_dit_sigma must be between 0 (decode the encoder's latents) \
                  and 1 (the DiT's estimate from pure noise)",
             );
+        }
+        if self.video_decoder_from.is_some() {
+            if self.video_decoder_steps == 0 {
+                return bad("video_decoder_from trains the video-decoder stage only: \
+                     set video_decoder_steps too");
+            }
+            if self.codecs_from.is_some() {
+                return bad(
+                    "codecs_from and video_decoder_from start a run in two places: \
+                     give one",
+                );
+            }
         }
         if !(0.0..=1.0).contains(&self.video_decoder_code_swap) {
             return bad("video_decoder_code_swap must be a share between 0 and 1");
@@ -641,11 +673,12 @@ const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-const VIDEO_DECODER_SETTINGS: [&str; 7] = [
+const VIDEO_DECODER_SETTINGS: [&str; 8] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
+    "video_decoder_refine",
     "video_decoder_dit_sigma",
     "video_decoder_code_swap",
     "video_decoder_l1",
@@ -824,7 +857,11 @@ fn init_vars(varmap: &VarMap, seed: u64, qk_norm_gain: f32) -> candle::Result<()
             (0..n)
                 .map(|k| 1.0 / 100f32.powf(k as f32 / n as f32))
                 .collect()
-        } else if dims.len() < 2 || name.contains("final_linear") || is_temporal_mix_var(name) {
+        } else if dims.len() < 2
+            || name.contains("final_linear")
+            || is_temporal_mix_var(name)
+            || (is_decoder_stage_var(name) && name.contains(".out."))
+        {
             vec![0.0; n]
         } else {
             let fan_in: usize = dims[1..].iter().product();
@@ -1721,11 +1758,17 @@ fn is_temporal_mix_var(name: &str) -> bool {
     name.starts_with("video_decoder.mix_")
 }
 
-/// The codecs' variables, without the temporal mixing layers.
+/// The video decoder's layers that only the video-decoder stage trains, from the identity:
+/// the temporal mix and the refine blocks (whose `out` convs start at zero).
+fn is_decoder_stage_var(name: &str) -> bool {
+    is_temporal_mix_var(name) || name.starts_with("video_decoder.refine.")
+}
+
+/// The codecs' variables, without the video-decoder stage's own layers.
 fn codec_vars(varmap: &VarMap) -> candle::Result<Vec<(String, Var)>> {
     Ok(vars_with_prefix(varmap, &CODEC_PREFIXES)?
         .into_iter()
-        .filter(|(n, _)| !is_temporal_mix_var(n))
+        .filter(|(n, _)| !is_decoder_stage_var(n))
         .collect())
 }
 
@@ -1757,9 +1800,9 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
     let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
     let theirs: NanoConfig =
         serde_json::from_str(&text).map_err(|e| bad(cfg_path.clone(), e.to_string()))?;
-    let mix = cfg.video.temporal_mix;
     let their_video = VideoCodecConfig {
-        temporal_mix: mix,
+        temporal_mix: cfg.video.temporal_mix,
+        refine: cfg.video.refine,
         ..theirs.video.clone()
     };
     if their_video != cfg.video || theirs.audio != cfg.audio {
@@ -1774,6 +1817,36 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
         codec_vars(varmap)?,
         &dir.join(nano::WEIGHTS_FILE),
         "train the codecs too (drop --codecs-from)",
+    )?;
+    Ok(theirs.latent)
+}
+
+/// Sets every exported variable from the model folder `dir` (the probes and the
+/// video-decoder stage's own layers may be missing: they keep their init) and returns its
+/// latent statistics.
+fn load_model(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentStats, TrainError> {
+    let bad = |path: PathBuf, message: String| TrainError::BadCheckpoint { path, message };
+    let cfg_path = dir.join(nano::CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+    let theirs: NanoConfig =
+        serde_json::from_str(&text).map_err(|e| bad(cfg_path.clone(), e.to_string()))?;
+    let (v, ours) = (&theirs.video, &cfg.video);
+    if (v.temporal_mix && !ours.temporal_mix) || (v.refine && !ours.refine) {
+        return Err(bad(
+            cfg_path,
+            format!(
+                "its video decoder has layers this run would drop; pass \
+                 --video-decoder-temporal-mix {} --video-decoder-refine {}",
+                v.temporal_mix, v.refine
+            ),
+        ));
+    }
+    set_vars_or_keep(
+        all_vars(varmap)?,
+        &dir.join(nano::WEIGHTS_FILE),
+        &|name| is_probe_var(name) || is_decoder_stage_var(name),
+        "--video-decoder-from needs a model this version trains with the same settings \
+         (--tiny, --vocab-scenes, --video-decoder-temporal-mix as it was made)",
     )?;
     Ok(theirs.latent)
 }
@@ -1795,6 +1868,7 @@ pub fn run(
     // The sampler walks the noise levels the DiT was trained on.
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
+    model_cfg.video.refine = cfg.video_decoder_refine;
     let varmap = VarMap::new();
     let model = Nano::new(
         &model_cfg,
@@ -1862,15 +1936,15 @@ pub fn run(
         }
         let recipe = run.state.recipe.take();
         run.state = State { recipe, ..saved };
-        // A checkpoint from before the video-decoder stage may predate its mixing layers,
-        // which are the identity until then: they keep their zeros.
+        // A checkpoint from before the video-decoder stage may predate its own layers
+        // (temporal mix, refine), which are the identity until then: they keep their init.
         let before_mix = run.state.stage < Stage::VideoDecoder;
         set_vars_or_keep(
             all_vars(&run.varmap)?,
             &run.ckpt("vars.safetensors"),
             // A restart phase may add the sync probe to a run trained without it.
             &|name| {
-                (before_mix && is_temporal_mix_var(name)) || name.starts_with(sync_probe::PREFIX)
+                (before_mix && is_decoder_stage_var(name)) || name.starts_with(sync_probe::PREFIX)
             },
             "this run folder was written by a Nano of another layout (runs from before \
              2026-12-02's progress channel have one DiT input channel fewer); train into a \
@@ -1879,6 +1953,9 @@ pub fn run(
     } else if let Some(dir) = &cfg.codecs_from {
         run.state.latent = Some(load_codecs(&run.varmap, &run.model_cfg, dir)?);
         run.state.stage = Stage::Dit;
+    } else if let Some(dir) = &cfg.video_decoder_from {
+        run.state.latent = Some(load_model(&run.varmap, &run.model_cfg, dir)?);
+        run.state.stage = Stage::VideoDecoder;
     }
 
     let started = Instant::now();
@@ -1930,7 +2007,7 @@ pub fn run(
         // The text probe too, so that its gradients never shrink the DiT's.
         let mut vars = vars_with_prefix(&run.varmap, prefixes)?;
         if stage != Stage::VideoDecoder {
-            vars.retain(|(n, _)| !is_temporal_mix_var(n));
+            vars.retain(|(n, _)| !is_decoder_stage_var(n));
         }
         let mut opt = AdamW::new(
             vars,

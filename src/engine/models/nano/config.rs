@@ -19,6 +19,12 @@ pub struct VideoCodecConfig {
     /// continues the group before it. Off in configs written before it existed.
     #[serde(default)]
     pub temporal_mix: bool,
+    /// The decoder's two finest levels end in a residual block that also reads the latent,
+    /// upsampled bilinearly to that level ([`super::video_codec::VideoDecoder`]'s
+    /// `refine`): the shape code reaches the pixels it draws, not only through three
+    /// nearest-neighbour upsamplings. Off in configs written before it existed.
+    #[serde(default)]
+    pub refine: bool,
 }
 
 impl VideoCodecConfig {
@@ -186,6 +192,7 @@ impl NanoConfig {
                 latent_channels: zv,
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
+                refine: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -342,7 +349,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_preset_reads_progress_and_configs_from_before_it_and_the_temporal_mix_still_load() {
+    fn the_preset_reads_progress_and_configs_from_before_it_and_the_decoder_layers_still_load() {
         let cfg = NanoConfig::nano(127);
         cfg.validate().unwrap();
         assert!(cfg.progress);
@@ -354,11 +361,12 @@ mod tests {
         let map = json.as_object_mut().unwrap();
         map.remove("progress");
         map["video"].as_object_mut().unwrap().remove("temporal_mix");
+        map["video"].as_object_mut().unwrap().remove("refine");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
         map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
         let old: NanoConfig = serde_json::from_value(json).unwrap();
         assert!(!old.progress);
-        assert!(!old.video.temporal_mix);
+        assert!(!old.video.temporal_mix && !old.video.refine);
         old.validate().unwrap();
 
         // The flag and the DiT's input widths must agree.

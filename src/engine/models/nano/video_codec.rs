@@ -8,7 +8,10 @@
 //! each latent frame's neighbours (a residual conv over the features of frames t-1, t, t+1,
 //! at the latent's resolution and again before the output): decoded alone, a group of 4
 //! frames from an imperfect latent drifts within itself and jumps back at the next group, a
-//! sawtooth that reads as a hop every 0.5 s.
+//! sawtooth that reads as a hop every 0.5 s. With `refine` its two finest levels end in a
+//! residual block that also reads the latent, upsampled bilinearly to that level: the shape
+//! code (the latent's first channels, see `train nano --codec-shape-weight`) then reaches the
+//! pixels where a square's corners are drawn, not only through three nearest upsamplings.
 
 use candle::{Module, Result, Tensor};
 use candle_core as candle;
@@ -98,6 +101,33 @@ impl TemporalMix {
     }
 }
 
+/// `x + out(silu(read([x, latent↑])))` at one level, `latent↑` the latent upsampled
+/// bilinearly to it. `out` is trained from zero, so the block starts as the identity.
+#[derive(Debug, Clone)]
+struct Refine {
+    read: Conv2d,
+    out: Conv2d,
+}
+
+impl Refine {
+    fn new(channels: usize, latent_channels: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            read: conv(channels + latent_channels, channels, 3, 1, vb.pp("read"))?,
+            out: conv(channels, channels, 3, 1, vb.pp("out"))?,
+        })
+    }
+
+    /// `x` `[T, C, H, W]`, `latent` `[T, z, h, w]`. The latent is read as given: its
+    /// gradient reaches an encoder through the main path only (candle has no backward for
+    /// the bilinear upsampling).
+    fn forward(&self, x: &Tensor, latent: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let up = latent.detach().upsample_bilinear2d(h, w, false)?;
+        let y = self.read.forward(&Tensor::cat(&[x, &up], 1)?)?.silu()?;
+        x + self.out.forward(&y)?
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VideoDecoder {
     conv_in: Conv2d,
@@ -105,6 +135,8 @@ pub struct VideoDecoder {
     conv_out: Conv2d,
     /// `(mix_in, mix_out)` with `temporal_mix`.
     mix: Option<(TemporalMix, TemporalMix)>,
+    /// With `refine`: the blocks after the 1/2- and full-resolution levels.
+    refine: Vec<Refine>,
 }
 
 impl VideoDecoder {
@@ -123,11 +155,19 @@ impl VideoDecoder {
         } else {
             None
         };
+        let refine = if cfg.refine {
+            (0..2)
+                .map(|i| Refine::new(c[1 - i], cfg.latent_channels, vb.pp("refine").pp(i)))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             conv_in,
             up,
             conv_out,
             mix,
+            refine,
         })
     }
 
@@ -137,18 +177,24 @@ impl VideoDecoder {
         if b != 1 {
             candle::bail!("nano video decoder: batch 1 only, got {:?}", latent.dims())
         }
-        let mut x = self
-            .conv_in
-            .forward(&latent.squeeze(0)?.permute((1, 0, 2, 3))?.contiguous()?)?
-            .silu()?;
+        let frames = latent.squeeze(0)?.permute((1, 0, 2, 3))?.contiguous()?;
+        let mut x = self.conv_in.forward(&frames)?.silu()?;
         if let Some((mix_in, _)) = &self.mix {
             x = mix_in.forward(&x)?;
         }
         let (mut hh, mut ww) = (h, w);
-        for u in &self.up {
+        let n_up = self.up.len();
+        for (i, u) in self.up.iter().enumerate() {
             hh *= 2;
             ww *= 2;
             x = u.forward(&x.upsample_nearest2d(hh, ww)?)?.silu()?;
+            // The refine blocks follow the last levels: [1/2, full] for two blocks.
+            if let Some(r) = (i + self.refine.len())
+                .checked_sub(n_up)
+                .and_then(|k| self.refine.get(k))
+            {
+                x = r.forward(&x, &frames)?;
+            }
         }
         if let Some((_, mix_out)) = &self.mix {
             x = mix_out.forward(&x)?;
@@ -170,6 +216,7 @@ mod tests {
             latent_channels: 4,
             channels: [4, 8, 8, 8],
             temporal_mix,
+            refine: false,
         }
     }
 
@@ -205,5 +252,31 @@ mod tests {
             }
         }
         assert_eq!(values(&decode(&mixed, 1.0)), values(&a));
+    }
+
+    #[test]
+    fn refine_starts_as_the_identity_and_reads_the_latent_at_full_resolution() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let plain = VideoDecoder::new(&config(false), vb.clone()).unwrap();
+        let cfg = VideoCodecConfig {
+            refine: true,
+            ..config(false)
+        };
+        let refined = VideoDecoder::new(&cfg, vb).unwrap();
+        assert_eq!(refined.refine.len(), 2);
+        let names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+        for want in ["refine.0.read.weight", "refine.1.out.bias"] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        // With random `out` convs the blocks change the frames.
+        assert_ne!(values(&decode(&refined, 1.0)), values(&decode(&plain, 1.0)));
+        // Zeroed, as training starts them, they change nothing.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.starts_with("refine.") && name.contains(".out.") {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        assert_eq!(values(&decode(&refined, 1.0)), values(&decode(&plain, 1.0)));
     }
 }
