@@ -267,6 +267,10 @@ pub enum TrainCommand {
         /// capped at sqrt(head_dim) * gain^2.
         #[arg(long)]
         dit_qk_norm_gain: Option<f32>,
+        /// Whether every DiT token also reads its time as sines and cosines (periods 0.5 s to
+        /// 16 s): true or false.
+        #[arg(long)]
+        dit_clock: Option<bool>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
@@ -675,6 +679,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_dub_share,
                     dit_restart_sigma_shift,
                     dit_qk_norm_gain,
+                    dit_clock,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -727,6 +732,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_dub_share = dit_restart_dub_share.unwrap_or(cfg.dit_restart_dub_share);
             cfg.dit_restart_sigma_shift = dit_restart_sigma_shift.or(cfg.dit_restart_sigma_shift);
             cfg.dit_qk_norm_gain = dit_qk_norm_gain.unwrap_or(cfg.dit_qk_norm_gain);
+            cfg.dit_clock = dit_clock.unwrap_or(cfg.dit_clock);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

@@ -146,6 +146,37 @@ fn resuming_continues_the_same_run() {
 }
 
 #[test]
+fn a_dit_with_the_clock_trains_exports_and_generates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.audio_codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
+    cfg.dit_clock = true;
+    let done = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
+    let config = std::fs::read_to_string(done.model_dir.join("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["clock"], true);
+    let pipe = NanoPipeline::load(&done.model_dir, &Device::Cpu).expect("exported model loads");
+    let clip = pipe
+        .generate(
+            "a red ball bouncing",
+            32,
+            24,
+            8,
+            1.0,
+            1,
+            2,
+            1.0,
+            &mut |_, _| ControlFlow::Continue(()),
+        )
+        .expect("generates");
+    assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
+}
+
+#[test]
 fn a_dit_only_run_starts_from_the_given_codecs() {
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");

@@ -255,6 +255,11 @@ pub struct TrainConfig {
     /// moved only to 0.97-1.40 after 10000 steps. 1: the recipe.
     #[serde(default = "one_f32")]
     pub dit_qk_norm_gain: f32,
+    /// Every DiT token also reads its time as sines and cosines of periods from 0.5 s to 16 s
+    /// ([`NanoConfig::clock`]), so that an audio frame knows when it is to within its 125 ms
+    /// (the saturating time channel cannot past the first second). false: the recipe.
+    #[serde(default)]
+    pub dit_clock: bool,
     /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
     /// like the video's but apart from it (the rest share one level, as sampling does). The
     /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
@@ -403,6 +408,7 @@ impl TrainConfig {
             codec_shape_weight: 10.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
+            dit_clock: false,
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
@@ -1869,6 +1875,9 @@ pub fn run(
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
     model_cfg.video.refine = cfg.video_decoder_refine;
+    if cfg.dit_clock {
+        model_cfg = model_cfg.with_clock();
+    }
     let varmap = VarMap::new();
     let model = Nano::new(
         &model_cfg,

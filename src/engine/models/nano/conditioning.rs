@@ -20,6 +20,12 @@
 //! the first second and rope, being relative, gives no token directly (trained without it,
 //! Nano draws a slide as a streak over its whole path in every frame).
 //!
+//! With `clock` every token also gets its time in the clip as the sines and cosines of six
+//! periods from 0.5 s to 16 s ([`CLOCK_PERIODS_S`]): the saturating time above tells 0.375 s
+//! from 0.5 s but 2.0 s from 2.125 s only by 0.015, and progress depends on the clip's
+//! length, so without it no token knows to within an audio frame when it is, which is
+//! what placing a hit at a contact takes.
+//!
 //! With `pooled_text` every token also gets the mean of the caption's text features. The DiT
 //! still attends to the text tokens; the pooled copy only spares a small model from learning
 //! to route each word to each token before it can use it (trained without it, Nano follows
@@ -40,6 +46,11 @@ pub const VIDEO_CHANNELS: usize = 8;
 pub const AUDIO_CHANNELS: usize = 2;
 /// One more channel on every token with `progress`: the fraction of the clip behind it.
 pub const PROGRESS_CHANNELS: usize = 1;
+/// Periods of the `clock` channels, seconds: together they tell any two audio frames of a
+/// clip shorter than 16 s apart (the spec's longest is 10 s), and the shortest resolves a quarter of its period per frame.
+pub const CLOCK_PERIODS_S: [f32; 6] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+/// Channels on every token with `clock`: a sine and a cosine per period.
+pub const CLOCK_CHANNELS: usize = 2 * CLOCK_PERIODS_S.len();
 
 fn clip_time(seconds: f32) -> f32 {
     1.0 - (-seconds).exp()
@@ -121,6 +132,40 @@ pub fn audio(
         }
     }
     Tensor::from_vec(out, (1, na, channels), device)
+}
+
+/// `[sin, cos]` of `2π seconds / P` for each period `P` of [`CLOCK_PERIODS_S`].
+fn clock(seconds: f32) -> [f32; CLOCK_CHANNELS] {
+    let mut out = [0f32; CLOCK_CHANNELS];
+    for (k, p) in CLOCK_PERIODS_S.iter().enumerate() {
+        let phase = 2.0 * PI * seconds / p;
+        out[2 * k] = phase.sin();
+        out[2 * k + 1] = phase.cos();
+    }
+    out
+}
+
+/// `[1, CLOCK_CHANNELS, T, H, W]`: the clock of each latent frame's time (the time channel's,
+/// the end of its group of 4 pixel frames), the same on every cell.
+pub fn clock_video(
+    (t, h, w): (usize, usize, usize),
+    native_fps: u32,
+    device: &Device,
+) -> Result<Tensor> {
+    let frame_s = VideoCodecConfig::TEMPORAL_STRIDE as f32 / native_fps.max(1) as f32;
+    let per_frame: Vec<f32> = (0..t).flat_map(|ti| clock(ti as f32 * frame_s)).collect();
+    Tensor::from_vec(per_frame, (t, CLOCK_CHANNELS), device)?
+        .t()?
+        .reshape((1, CLOCK_CHANNELS, t, 1, 1))?
+        .broadcast_as((1, CLOCK_CHANNELS, t, h, w))?
+        .contiguous()
+}
+
+/// `[1, Na, CLOCK_CHANNELS]`: the clock of each audio latent's pixel frame.
+pub fn clock_audio(na: usize, native_fps: u32, device: &Device) -> Result<Tensor> {
+    let fps = native_fps.max(1) as f32;
+    let v: Vec<f32> = (0..na).flat_map(|i| clock(i as f32 / fps)).collect();
+    Tensor::from_vec(v, (1, na, CLOCK_CHANNELS), device)
 }
 
 /// `[1, C]`: the mean of the first `txt_len` text features of `txt` `[1, L, C]`.
@@ -264,5 +309,36 @@ mod tests {
             back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             z.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_clock_tells_every_audio_frame_of_a_long_clip_apart_and_matches_the_video() {
+        let dev = &Device::Cpu;
+        // Just under 16 s at 8 fps (the longest period: 16 s comes round to 0 s), each audio
+        // latent's clock its own.
+        let a = clock_audio(128, 8, dev).unwrap().squeeze(0).unwrap();
+        let a = a.to_vec2::<f32>().unwrap();
+        for i in 0..a.len() {
+            for j in 0..i {
+                let d: f32 = a[i].iter().zip(&a[j]).map(|(x, y)| (x - y).abs()).sum();
+                assert!(d > 0.1, "frames {j} and {i} read alike ({d})");
+            }
+        }
+        // Latent frame 3 ends on pixel frame 12: its clock is audio latent 12's.
+        let v = clock_video((5, 2, 3), 8, dev).unwrap();
+        assert_eq!(v.dims(), &[1, CLOCK_CHANNELS, 5, 2, 3]);
+        let cell: Vec<f32> = (0..CLOCK_CHANNELS)
+            .map(|c| {
+                v.squeeze(0)
+                    .unwrap()
+                    .get(c)
+                    .unwrap()
+                    .to_vec3::<f32>()
+                    .unwrap()[3][1][2]
+            })
+            .collect();
+        for (x, y) in cell.iter().zip(&a[12]) {
+            assert!((x - y).abs() < 1e-6, "{cell:?} vs {:?}", a[12]);
+        }
     }
 }

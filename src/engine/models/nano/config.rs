@@ -147,6 +147,10 @@ pub struct NanoConfig {
     /// ([`super::conditioning`]'s progress channel). Off in configs written before it existed.
     #[serde(default)]
     pub progress: bool,
+    /// Every video and audio token also reads its time as sines and cosines
+    /// ([`super::conditioning::CLOCK_PERIODS_S`]). Off in configs written before it existed.
+    #[serde(default)]
+    pub clock: bool,
 }
 
 impl NanoConfig {
@@ -231,6 +235,7 @@ impl NanoConfig {
             conditioning: true,
             pooled_text: true,
             progress: true,
+            clock: false,
         }
     }
 
@@ -266,11 +271,25 @@ impl NanoConfig {
             v += conditioning::PROGRESS_CHANNELS;
             a += conditioning::PROGRESS_CHANNELS;
         }
+        if self.clock {
+            v += conditioning::CLOCK_CHANNELS;
+            a += conditioning::CLOCK_CHANNELS;
+        }
         if self.pooled_text {
             v += self.text.hidden;
             a += self.text.hidden;
         }
         (v, a)
+    }
+
+    /// This config with the `clock` channels, the DiT's input widths grown to read them.
+    pub fn with_clock(mut self) -> Self {
+        if !self.clock {
+            self.clock = true;
+            self.dit.video_in_channels += conditioning::CLOCK_CHANNELS;
+            self.dit.audio_in_channels += conditioning::CLOCK_CHANNELS;
+        }
+        self
     }
 
     pub fn validate(&self) -> candle::Result<()> {
@@ -279,9 +298,10 @@ impl NanoConfig {
         if p.patch_size != 1 || p.t_patch_size != 1 {
             candle::bail!("nano: the DiT must run at patch size 1 (the codecs do the striding)")
         }
-        if (self.pooled_text || self.progress) && !self.conditioning {
+        if (self.pooled_text || self.progress || self.clock) && !self.conditioning {
             candle::bail!(
-                "nano: pooled_text and progress need conditioning (they ride on the same channels)"
+                "nano: pooled_text, progress and clock need conditioning (they ride on the same \
+                 channels)"
             )
         }
         let (extra_v, extra_a) = self.extra_channels();
@@ -360,6 +380,7 @@ mod tests {
         let mut json = serde_json::to_value(&cfg).unwrap();
         let map = json.as_object_mut().unwrap();
         map.remove("progress");
+        map.remove("clock");
         map["video"].as_object_mut().unwrap().remove("temporal_mix");
         map["video"].as_object_mut().unwrap().remove("refine");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
@@ -374,5 +395,18 @@ mod tests {
         wrong.progress = true;
         let err = wrong.validate().unwrap_err().to_string();
         assert!(err.contains("do not match"), "{err}");
+        assert!(!old.clock);
+
+        // The clock adds its channels to both inputs, once.
+        let clocked = cfg.clone().with_clock().with_clock();
+        clocked.validate().unwrap();
+        let (v, a) = cfg.extra_channels();
+        assert_eq!(
+            clocked.extra_channels(),
+            (
+                v + conditioning::CLOCK_CHANNELS,
+                a + conditioning::CLOCK_CHANNELS
+            )
+        );
     }
 }

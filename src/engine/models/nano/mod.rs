@@ -143,6 +143,10 @@ impl Nano {
         let mut xv = conditioning::append(xv, &video, 1)?;
         let audio = conditioning::audio(na, fps, sigma_audio, progress, dev)?;
         let mut xa = conditioning::append(xa, &audio, 2)?;
+        if self.cfg.clock {
+            xv = conditioning::append(&xv, &conditioning::clock_video((t, h, w), fps, dev)?, 1)?;
+            xa = conditioning::append(&xa, &conditioning::clock_audio(na, fps, dev)?, 2)?;
+        }
         if self.cfg.pooled_text {
             let pooled = conditioning::pooled_text(txt, txt_len)?;
             xv = conditioning::append(&xv, &conditioning::pooled_video(&pooled, (t, h, w))?, 1)?;
