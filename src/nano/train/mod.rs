@@ -1798,14 +1798,24 @@ const CODEC_PREFIXES: [&str; 4] = [
     "audio_decoder.",
 ];
 
+/// The model folder `dir`'s `config.json`, and its path.
+fn read_model_config(dir: &Path) -> Result<(PathBuf, NanoConfig), TrainError> {
+    let path = dir.join(nano::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    match serde_json::from_str(&text) {
+        Ok(cfg) => Ok((path, cfg)),
+        Err(e) => Err(TrainError::BadCheckpoint {
+            path,
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Sets the codec variables from the model folder `dir` and returns its latent statistics.
 /// The folder's codec configuration must be the one this run builds.
 fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentStats, TrainError> {
     let bad = |path: PathBuf, message: String| TrainError::BadCheckpoint { path, message };
-    let cfg_path = dir.join(nano::CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
-    let theirs: NanoConfig =
-        serde_json::from_str(&text).map_err(|e| bad(cfg_path.clone(), e.to_string()))?;
+    let (cfg_path, theirs) = read_model_config(dir)?;
     let their_video = VideoCodecConfig {
         temporal_mix: cfg.video.temporal_mix,
         refine: cfg.video.refine,
@@ -1832,10 +1842,7 @@ fn load_codecs(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSt
 /// latent statistics.
 fn load_model(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentStats, TrainError> {
     let bad = |path: PathBuf, message: String| TrainError::BadCheckpoint { path, message };
-    let cfg_path = dir.join(nano::CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
-    let theirs: NanoConfig =
-        serde_json::from_str(&text).map_err(|e| bad(cfg_path.clone(), e.to_string()))?;
+    let (cfg_path, theirs) = read_model_config(dir)?;
     let (v, ours) = (&theirs.video, &cfg.video);
     if (v.temporal_mix && !ours.temporal_mix) || (v.refine && !ours.refine) {
         return Err(bad(
@@ -1852,7 +1859,7 @@ fn load_model(varmap: &VarMap, cfg: &NanoConfig, dir: &Path) -> Result<LatentSta
         &dir.join(nano::WEIGHTS_FILE),
         &|name| is_probe_var(name) || is_decoder_stage_var(name),
         "--video-decoder-from needs a model this version trains with the same settings \
-         (--tiny, --vocab-scenes, --video-decoder-temporal-mix as it was made)",
+         (--tiny, --vocab-scenes, --dit-clock as it was made)",
     )?;
     Ok(theirs.latent)
 }

@@ -47,7 +47,8 @@ pub const AUDIO_CHANNELS: usize = 2;
 /// One more channel on every token with `progress`: the fraction of the clip behind it.
 pub const PROGRESS_CHANNELS: usize = 1;
 /// Periods of the `clock` channels, seconds: together they tell any two audio frames of a
-/// clip shorter than 16 s apart (the spec's longest is 10 s), and the shortest resolves a quarter of its period per frame.
+/// clip shorter than 16 s apart (the spec's longest is 10 s); the shortest turns a quarter
+/// of its period per audio frame.
 pub const CLOCK_PERIODS_S: [f32; 6] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 /// Channels on every token with `clock`: a sine and a cosine per period.
 pub const CLOCK_CHANNELS: usize = 2 * CLOCK_PERIODS_S.len();

@@ -284,11 +284,10 @@ impl NanoConfig {
 
     /// This config with the `clock` channels, the DiT's input widths grown to read them.
     pub fn with_clock(mut self) -> Self {
-        if !self.clock {
-            self.clock = true;
-            self.dit.video_in_channels += conditioning::CLOCK_CHANNELS;
-            self.dit.audio_in_channels += conditioning::CLOCK_CHANNELS;
-        }
+        self.clock = true;
+        let (v, a) = self.extra_channels();
+        self.dit.video_in_channels = self.video.latent_channels + v;
+        self.dit.audio_in_channels = self.audio.latent_channels + a;
         self
     }
 
