@@ -267,8 +267,8 @@ pub enum TrainCommand {
         /// capped at sqrt(head_dim) * gain^2.
         #[arg(long)]
         dit_qk_norm_gain: Option<f32>,
-        /// Whether every DiT token also reads its time as sines and cosines (periods 0.5 s to
-        /// 16 s): true or false.
+        /// Whether every DiT token also reads its time as sines and cosines (periods 0.5, 1
+        /// and 2 s): true or false.
         #[arg(long)]
         dit_clock: Option<bool>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
