@@ -74,6 +74,10 @@ pub enum JobError {
     Model(#[from] RegistryError),
     #[error(transparent)]
     Media(#[from] MediaError),
+    /// A model folder that is there but cannot be used (a file missing from it, a config
+    /// that does not match its weights): the fix is in the model files, so exit 3.
+    #[error("{0}")]
+    BadModel(String),
     #[error("{0}")]
     Runtime(String),
     #[error("cancelled")]
@@ -96,6 +100,7 @@ impl JobError {
             JobError::Model(RegistryError::UnknownModel { .. }) => 2,
             JobError::Model(RegistryError::WeightsMissing { .. }) => 3,
             JobError::Model(_) => 3,
+            JobError::BadModel(_) => 3,
             JobError::Media(MediaError::Io { .. }) => 4,
             JobError::Media(_) => 4,
             JobError::Runtime(_) => 4,

@@ -96,6 +96,23 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
         paths.lines().any(|l| l.ends_with(".mp4")) && paths.lines().all(|l| !l.is_empty()),
         "{paths}"
     );
+    // A config whose DiT reads other input channels than this version feeds it (a folder
+    // trained by another version) is refused before any weight is read: exit code 3, naming
+    // the file and the fix.
+    let config_path = summary.model_dir.join("config.json");
+    let config = std::fs::read_to_string(&config_path).expect("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&config).expect("json");
+    let widened = json["dit"]["video_in_channels"].as_u64().expect("width") + 6;
+    json["dit"]["video_in_channels"] = widened.into();
+    std::fs::write(&config_path, json.to_string()).expect("write");
+    let mismatched = generate(&summary.model_dir);
+    let stderr = String::from_utf8_lossy(&mismatched.stderr);
+    assert_eq!(mismatched.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("config.json") && stderr.contains("happyhorse train nano"),
+        "{stderr}"
+    );
+    std::fs::write(&config_path, config).expect("restore");
     // ...and never the binary's built-in copy in their place: a missing file is exit code 3,
     // naming it.
     std::fs::remove_file(summary.model_dir.join("model.safetensors")).expect("remove");

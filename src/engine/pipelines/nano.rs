@@ -22,7 +22,10 @@ use crate::engine::weights::{load_var_builder, LoadOptions, WeightsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NanoError {
-    #[error("nano model directory {dir}: missing {file}")]
+    #[error(
+        "nano model directory {dir}: missing {file} (`happyhorse train nano --out RUN` writes \
+         config.json, tokenizer.json and model.safetensors to RUN/model)"
+    )]
     Missing { dir: PathBuf, file: &'static str },
     #[error("{path}: {message}")]
     BadConfig { path: PathBuf, message: String },
@@ -86,6 +89,10 @@ impl NanoPipeline {
             message: e.to_string(),
         })?;
         let cfg: NanoConfig = serde_json::from_str(&text).map_err(|e| NanoError::BadConfig {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|e| NanoError::BadConfig {
             path: cfg_path.clone(),
             message: e.to_string(),
         })?;

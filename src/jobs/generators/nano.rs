@@ -23,6 +23,17 @@ fn runtime(e: NanoError) -> JobError {
     }
 }
 
+/// Loading a model folder fails on its files (missing, unreadable, mismatched), never on the
+/// request: exit 3 with the folder named.
+fn bad_model(dir: &std::path::Path, e: NanoError) -> JobError {
+    match e {
+        NanoError::Missing { .. } | NanoError::BadConfig { .. } | NanoError::Weights(_) => {
+            JobError::BadModel(e.to_string())
+        }
+        other => JobError::BadModel(format!("nano model folder {}: {other}", dir.display())),
+    }
+}
+
 impl NanoGenerator {
     /// Weights from the model's directory (or --model-dir) when present, else the copy built
     /// into the binary.
@@ -44,7 +55,7 @@ impl NanoGenerator {
                             entry.manifest.name
                         ))
                     })?;
-                NanoPipeline::load(weights, &device).map_err(runtime)?
+                NanoPipeline::load(weights, &device).map_err(|e| bad_model(weights, e))?
             }
             Err(e) if !entry.manifest.embedded => return Err(e.into()),
             Err(_) => NanoPipeline::embedded(&device).map_err(runtime)?,

@@ -282,6 +282,31 @@ impl NanoConfig {
         (v, a)
     }
 
+    /// The DiT's input channels by source, for messages: `latent 16 + position/time 8/2 + ...`.
+    fn channel_breakdown(&self) -> String {
+        let mut parts = vec![format!(
+            "latent {}/{}",
+            self.video.latent_channels, self.audio.latent_channels
+        )];
+        if self.conditioning {
+            parts.push(format!(
+                "position and time {}/{}",
+                conditioning::VIDEO_CHANNELS,
+                conditioning::AUDIO_CHANNELS
+            ));
+        }
+        if self.progress {
+            parts.push(format!("progress {}", conditioning::PROGRESS_CHANNELS));
+        }
+        if self.clock {
+            parts.push(format!("clock {}", conditioning::CLOCK_CHANNELS));
+        }
+        if self.pooled_text {
+            parts.push(format!("pooled text {}", self.text.hidden));
+        }
+        parts.join(" + ")
+    }
+
     /// This config with the `clock` channels, the DiT's input widths grown to read them.
     pub fn with_clock(mut self) -> Self {
         self.clock = true;
@@ -309,14 +334,18 @@ impl NanoConfig {
             || self.dit.text_in_channels != self.text.hidden
         {
             candle::bail!(
-                "nano: DiT channels {}/{}/{} do not match codecs {}+{extra_v}/{}+{extra_a} \
-                 (latent + conditioning + pooled text) and text {}",
+                "nano: the DiT reads {}/{}/{} video/audio/text channels but this happyhorse feeds \
+                 it {}/{}/{} ({}); the weights were trained by a version with other input \
+                 channels (the clock had 12 before 2026-12-04, it has {} now): retrain them with \
+                 `happyhorse train nano` or use the happyhorse that trained them",
                 self.dit.video_in_channels,
                 self.dit.audio_in_channels,
                 self.dit.text_in_channels,
-                self.video.latent_channels,
-                self.audio.latent_channels,
-                self.text.hidden
+                self.video.latent_channels + extra_v,
+                self.audio.latent_channels + extra_a,
+                self.text.hidden,
+                self.channel_breakdown(),
+                conditioning::CLOCK_CHANNELS,
             )
         }
         if self.audio.hop * self.native_fps as usize != self.sample_rate as usize
@@ -393,7 +422,8 @@ mod tests {
         let mut wrong = old.clone();
         wrong.progress = true;
         let err = wrong.validate().unwrap_err().to_string();
-        assert!(err.contains("do not match"), "{err}");
+        assert!(err.contains("retrain"), "{err}");
+        assert!(err.contains("progress 1"), "{err}");
         assert!(!old.clock);
 
         // The clock adds its channels to both inputs, once.
@@ -406,6 +436,16 @@ mod tests {
                 v + conditioning::CLOCK_CHANNELS,
                 a + conditioning::CLOCK_CHANNELS
             )
+        );
+
+        // A folder trained with the 12-channel clock names the clock and the fix.
+        let mut twelve = clocked.clone();
+        twelve.dit.video_in_channels += 12 - conditioning::CLOCK_CHANNELS;
+        twelve.dit.audio_in_channels += 12 - conditioning::CLOCK_CHANNELS;
+        let err = twelve.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("clock 6") && err.contains("train nano"),
+            "{err}"
         );
     }
 }
