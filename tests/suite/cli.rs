@@ -66,6 +66,37 @@ fn missing_weights_exit_3_naming_the_file_and_the_fix() {
 }
 
 #[test]
+fn a_model_dir_with_part_of_nano_is_an_error_not_the_built_in_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("weights");
+    std::fs::create_dir_all(models.join("nano")).unwrap();
+    std::fs::write(models.join("nano/config.json"), "{}").unwrap();
+    let args = [
+        "generate",
+        "a red ball bouncing",
+        "-d",
+        "2",
+        "--steps",
+        "1",
+        "--model-dir",
+        models.to_str().unwrap(),
+    ];
+    let out = happyhorse(&args, None, dir.path());
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        err.contains("is missing its tokenizer file `nano/tokenizer.json`"),
+        "{err}"
+    );
+
+    // With none of its files there, the built-in copy is used.
+    std::fs::remove_file(models.join("nano/config.json")).unwrap();
+    let out = happyhorse(&args, None, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
 fn bad_spec_exits_2_with_nothing_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let out = happyhorse(

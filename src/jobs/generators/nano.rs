@@ -34,9 +34,19 @@ fn bad_model(dir: &std::path::Path, e: NanoError) -> JobError {
     }
 }
 
+/// Whether any of the model's files is on disk: a folder with some of them is a model the
+/// user meant to use, so a missing one is an error, never a silent switch to the built-in
+/// weights.
+fn any_found(entry: &ModelEntry, job: &ResolvedJob, search: &WeightSearch) -> bool {
+    entry
+        .manifest
+        .components_for(&job.resolution)
+        .any(|c| search.locate(entry, c).is_ok())
+}
+
 impl NanoGenerator {
-    /// Weights from the model's directory (or --model-dir) when present, else the copy built
-    /// into the binary.
+    /// Weights from the model's directory (or --model-dir) when all of its files are there,
+    /// the copy built into the binary when none is, an error naming the missing file otherwise.
     pub fn load(
         entry: &ModelEntry,
         job: &ResolvedJob,
@@ -57,7 +67,9 @@ impl NanoGenerator {
                     })?;
                 NanoPipeline::load(weights, &device).map_err(|e| bad_model(weights, e))?
             }
-            Err(e) if !entry.manifest.embedded => return Err(e.into()),
+            Err(e) if !entry.manifest.embedded || any_found(entry, job, search) => {
+                return Err(e.into())
+            }
             Err(_) => NanoPipeline::embedded(&device).map_err(runtime)?,
         };
         Ok(NanoGenerator { pipeline })
