@@ -260,51 +260,56 @@ impl NanoConfig {
         c
     }
 
-    /// Input channels the DiT reads beyond the latent's: `(video, audio)`.
-    pub fn extra_channels(&self) -> (usize, usize) {
-        let (mut v, mut a) = if self.conditioning {
-            (conditioning::VIDEO_CHANNELS, conditioning::AUDIO_CHANNELS)
-        } else {
-            (0, 0)
-        };
-        if self.progress {
-            v += conditioning::PROGRESS_CHANNELS;
-            a += conditioning::PROGRESS_CHANNELS;
-        }
-        if self.clock {
-            v += conditioning::CLOCK_CHANNELS;
-            a += conditioning::CLOCK_CHANNELS;
-        }
-        if self.pooled_text {
-            v += self.text.hidden;
-            a += self.text.hidden;
-        }
-        (v, a)
-    }
-
-    /// The DiT's input channels by source, for messages: `latent 16 + position/time 8/2 + ...`.
-    fn channel_breakdown(&self) -> String {
-        let mut parts = vec![format!(
-            "latent {}/{}",
-            self.video.latent_channels, self.audio.latent_channels
-        )];
+    /// The DiT's input channels beyond the latent's, by source: `(name, video, audio)`.
+    /// `extra_channels` sums them and the mismatch message names them, from this one list.
+    fn channel_sources(&self) -> Vec<(&'static str, usize, usize)> {
+        let mut sources = Vec::new();
         if self.conditioning {
-            parts.push(format!(
-                "position and time {}/{}",
+            sources.push((
+                "position and time",
                 conditioning::VIDEO_CHANNELS,
-                conditioning::AUDIO_CHANNELS
+                conditioning::AUDIO_CHANNELS,
             ));
         }
         if self.progress {
-            parts.push(format!("progress {}", conditioning::PROGRESS_CHANNELS));
+            let n = conditioning::PROGRESS_CHANNELS;
+            sources.push(("progress", n, n));
         }
         if self.clock {
-            parts.push(format!("clock {}", conditioning::CLOCK_CHANNELS));
+            let n = conditioning::CLOCK_CHANNELS;
+            sources.push(("clock", n, n));
         }
         if self.pooled_text {
-            parts.push(format!("pooled text {}", self.text.hidden));
+            sources.push(("pooled text", self.text.hidden, self.text.hidden));
         }
-        parts.join(" + ")
+        sources
+    }
+
+    /// Input channels the DiT reads beyond the latent's: `(video, audio)`.
+    pub fn extra_channels(&self) -> (usize, usize) {
+        self.channel_sources()
+            .iter()
+            .fold((0, 0), |(v, a), &(_, sv, sa)| (v + sv, a + sa))
+    }
+
+    /// The DiT's input channels by source, for messages: `latent 16 + position and time 8/2 + …`.
+    fn channel_breakdown(&self) -> String {
+        let latent = (
+            "latent",
+            self.video.latent_channels,
+            self.audio.latent_channels,
+        );
+        std::iter::once(latent)
+            .chain(self.channel_sources())
+            .map(|(name, v, a)| {
+                if v == a {
+                    format!("{name} {v}")
+                } else {
+                    format!("{name} {v}/{a}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
     /// This config with the `clock` channels, the DiT's input widths grown to read them.
@@ -445,6 +450,12 @@ mod tests {
         let err = twelve.validate().unwrap_err().to_string();
         assert!(
             err.contains("clock 6") && err.contains("train nano"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "(latent 16 + position and time 8/2 + progress 1 + clock 6 + pooled text 64)"
+            ),
             "{err}"
         );
     }
