@@ -60,7 +60,7 @@ pub struct JobSpec {
     /// Picture shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aspect: Option<Aspect>,
-    /// Resolution name, "<height>p" for landscape (e.g. "256p", "540p", "1080p"); the model's
+    /// Resolution name, `"<height>p"` for landscape (e.g. "256p", "540p", "1080p"); the model's
     /// manifest lists the ones it supports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<String>,

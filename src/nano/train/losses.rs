@@ -1,0 +1,346 @@
+//! What the stages' losses read: the clips' latents and noised points, the shape code, the
+//! weighted MSE and the audio codec's spectral and loudness-envelope terms.
+
+use super::*;
+
+/// Latent channels the shape code takes (one per shape, [`Clip::shape_cells`]).
+pub const SHAPE_CODE: usize = 3;
+
+/// The shape code's loss: the mean squared difference between the first [`SHAPE_CODE`]
+/// channels of a video latent `[1, C, T, H, W]` and the clip's [`Clip::shape_cells`].
+pub(super) fn shape_code_miss(z: &Tensor, clip: &Clip) -> candle::Result<Tensor> {
+    let (_, c, t, h, w) = z.dims5()?;
+    if c < SHAPE_CODE || clip.shape_cells.len() != SHAPE_CODE * t * h * w {
+        candle::bail!(
+            "nano train: the shape code needs {SHAPE_CODE} channels of a latent {:?} and {} \
+             shape cells, the clip has {}",
+            z.dims(),
+            SHAPE_CODE * t * h * w,
+            clip.shape_cells.len()
+        )
+    }
+    let code = Tensor::from_slice(&clip.shape_cells, (1, SHAPE_CODE, t, h, w), z.device())?;
+    (z.narrow(1, 0, SHAPE_CODE)? - code)?.sqr()?.mean_all()
+}
+
+/// The per-channel scale of the video-decoder stage's latent noise: each channel's std, but
+/// with a shape code its channels stay clean, since they are what the DiT gets right and the
+/// decoder is to draw the shape from them when the rest is noisy.
+pub(super) fn decoder_noise_std(video_std: &[f32], shape_code: bool) -> Vec<f32> {
+    let skip = if shape_code { SHAPE_CODE } else { 0 };
+    video_std
+        .iter()
+        .enumerate()
+        .map(|(c, &s)| if c < skip { 0.0 } else { s })
+        .collect()
+}
+
+/// The shape the video-decoder stage takes a clip's latent from in place of its own
+/// ([`TrainConfig::video_decoder_code_swap`]): with probability `share` (by the uniform of
+/// `draws[0]`) one of the two other shapes (by `draws[1]`), the next if that one would make
+/// a held-out triple; `None` to keep the clip's own latent.
+pub(super) fn code_swap_shape(scene: &Scene, draws: Vec<f32>, share: f32) -> Option<Shape> {
+    if draws.len() < 2 || uniform(draws[0]) >= share as f64 {
+        return None;
+    }
+    let others: Vec<Shape> = Shape::ALL
+        .iter()
+        .copied()
+        .filter(|&s| s != scene.object.shape)
+        .collect();
+    let first = (uniform(draws[1]) * others.len() as f64) as usize;
+    (0..others.len())
+        .map(|i| others[(first + i) % others.len()])
+        .find(|&shape| {
+            let mut s = *scene;
+            s.object.shape = shape;
+            !is_held_out(&s)
+        })
+}
+
+/// Frames `[n, H, W, 3]` u8 → `[n, 3, H, W]` in [-1, 1].
+pub(super) fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor> {
+    Tensor::from_slice(
+        &clip.frames_rgb,
+        (clip.n_frames, clip.height, clip.width, 3),
+        dev,
+    )?
+    .permute((0, 3, 1, 2))?
+    .to_dtype(DType::F32)?
+    .affine(1.0 / 127.5, -1.0)
+}
+
+/// A clip's normalised latents `(video [1,z,T,H,W], audio [1,Na,Ca])`: the world's clip
+/// through the model's encoders, detached, scaled by the run's latent statistics. The DiT
+/// stage trains on these; the diagnostics (`examples/nano_*`) start from them.
+pub fn clip_latents(
+    model: &Nano,
+    lat: &LatentStats,
+    clip: &Clip,
+    dev: &Device,
+) -> candle::Result<(Tensor, Tensor)> {
+    let x = frames_tensor(clip, dev)?;
+    let video = nano::normalize(
+        &model.video_encoder.encode(&x)?.detach(),
+        &lat.video_mean,
+        &lat.video_std,
+        1,
+    )?;
+    let a = Tensor::from_slice(&clip.audio, clip.audio.len(), dev)?;
+    let audio = nano::normalize(
+        &model.audio_encoder.encode(&a)?.detach(),
+        &lat.audio_mean,
+        &lat.audio_std,
+        2,
+    )?;
+    Ok((video, audio))
+}
+
+/// The flow-matching point at noise level `sigma` and its noise `e`: `((1 - sigma) z + sigma e,
+/// e)`, with `e` the next `z`-sized draw of `noise`.
+pub fn noised(z: &Tensor, sigma: f64, noise: &mut SeededNoise) -> candle::Result<(Tensor, Tensor)> {
+    let e = noise_like(noise, z)?;
+    Ok((((z * (1.0 - sigma))? + (&e * sigma)?)?, e))
+}
+
+/// L1 between log-magnitude spectra (256-sample Hann frames, no overlap).
+pub(super) fn spectral_l1(
+    pred: &Tensor,
+    target: &Tensor,
+    basis: &(Tensor, Tensor),
+) -> candle::Result<Tensor> {
+    let n_fft = basis.0.dim(0)?;
+    let frames = pred.dim(0)? / n_fft;
+    let spec = |x: &Tensor| -> candle::Result<Tensor> {
+        let x = x.narrow(0, 0, frames * n_fft)?.reshape((frames, n_fft))?;
+        let re = x.matmul(&basis.0)?;
+        let im = x.matmul(&basis.1)?;
+        ((re.sqr()? + im.sqr()?)? + 1e-8)?
+            .sqrt()?
+            .affine(1.0, 1e-3)?
+            .log()
+    };
+    (spec(pred)? - spec(target)?)?.abs()?.mean_all()
+}
+
+/// Samples per frame of the codec's loudness-envelope loss: 6.25 ms at 16 kHz, finer than the
+/// onset analyzer's 10 ms windows, and a divisor of the hop.
+pub(super) const ENVELOPE_FRAME: usize = 100;
+
+/// Floor of the envelope loss: -70 dBFS, under the -60 dBFS line where a clip counts as silent.
+pub(super) const ENVELOPE_FLOOR: f64 = 1e-7;
+
+/// Log energies of `frame`-sample frames of `x` `[hops, hop]`: `[hops, hop / frame]`.
+pub(super) fn log_envelope(x: &Tensor, frame: usize) -> candle::Result<Tensor> {
+    let (hops, hop) = x.dims2()?;
+    (x.reshape((hops, hop / frame, frame))?.sqr()?.mean(2)? + ENVELOPE_FLOOR)?.log()
+}
+
+/// Loudness-envelope losses between `pred` and `target` `[hops, hop]`, weighted per hop by `w`
+/// `[hops, 1]`: `(level, rise)`, the L1 of the frames' log energies and of their frame-to-frame
+/// rises. The waveform MSE cannot see either end of the loudness scale: a hit's attack is a
+/// few milliseconds of a clip, and an output at -58 dBFS for a silent target costs 1e-6. In
+/// log energy a missing attack is a 30 dB hole and a hum over silence sits 12 dB over the
+/// floor; the rise term asks for the attack to be as steep, in the same frame, since the
+/// onset analyzer reads exactly that.
+pub(super) fn envelope_l1(
+    pred: &Tensor,
+    target: &Tensor,
+    frame: usize,
+    w: &Tensor,
+) -> candle::Result<(Tensor, Tensor)> {
+    let (lp, lt) = (log_envelope(pred, frame)?, log_envelope(target, frame)?);
+    let level = (&lp - &lt)?.abs()?.broadcast_mul(w)?.mean_all()?;
+    let rise = |l: &Tensor| -> candle::Result<Tensor> {
+        let l = l.flatten_all()?;
+        let n = l.dim(0)?;
+        l.narrow(0, 1, n - 1)? - l.narrow(0, 0, n - 1)?
+    };
+    let per_frame = w.broadcast_as(lp.shape())?.flatten_all()?;
+    let n = per_frame.dim(0)?;
+    let rise = (rise(&lp)? - rise(&lt)?)?
+        .abs()?
+        .mul(&per_frame.narrow(0, 1, n - 1)?)?
+        .mean_all()?;
+    Ok((level, rise))
+}
+
+pub(super) fn dft_basis(n: usize, dev: &Device) -> candle::Result<(Tensor, Tensor)> {
+    let bins = n / 2 + 1;
+    let mut c = Vec::with_capacity(n * bins);
+    let mut s = Vec::with_capacity(n * bins);
+    for j in 0..n {
+        let w = 0.5 - 0.5 * (std::f64::consts::TAU * j as f64 / n as f64).cos();
+        for k in 0..bins {
+            let a = std::f64::consts::TAU * (j * k) as f64 / n as f64;
+            c.push((w * a.cos()) as f32);
+            s.push((w * a.sin()) as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(c, (n, bins), dev)?,
+        Tensor::from_vec(s, (n, bins), dev)?,
+    ))
+}
+
+/// `1 + extra * mask`, scaled to mean 1 so the loss keeps its scale, shaped to broadcast.
+pub(super) fn weights<S: Into<candle::Shape>>(
+    mask: &[f32],
+    shape: S,
+    extra: f32,
+    dev: &Device,
+) -> candle::Result<Tensor> {
+    let mean = 1.0 + extra * mask.iter().sum::<f32>() / mask.len().max(1) as f32;
+    let w: Vec<f32> = mask.iter().map(|m| (1.0 + extra * m) / mean).collect();
+    Tensor::from_vec(w, shape, dev)
+}
+
+/// Mean of `w * (pred - target)^2`, `w` broadcast over the rest.
+pub(super) fn weighted_mse(pred: &Tensor, target: &Tensor, w: &Tensor) -> candle::Result<Tensor> {
+    (pred - target)?.sqr()?.broadcast_mul(w)?.mean_all()
+}
+
+pub(super) fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Result<Tensor> {
+    Tensor::from_vec(noise.sample(like.elem_count()), like.shape(), like.device())
+}
+
+/// A standard gaussian draw turned into a uniform one in [0, 1] (its CDF).
+pub(super) fn uniform(gaussian: f32) -> f64 {
+    0.5 * (1.0 + libm_erf(gaussian as f64 / std::f64::consts::SQRT_2))
+}
+
+/// erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7): turns a gaussian draw into a uniform one.
+pub(super) fn libm_erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 {
+        y
+    } else {
+        -y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hops(x: Vec<f32>, hop: usize) -> Tensor {
+        let n = x.len() / hop;
+        Tensor::from_vec(x, (n, hop), &Device::Cpu).unwrap()
+    }
+
+    fn envelope(pred: &[f32], target: &[f32]) -> (f32, f32) {
+        let w = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
+        let (level, rise) = envelope_l1(
+            &hops(pred.to_vec(), 400),
+            &hops(target.to_vec(), 400),
+            ENVELOPE_FRAME,
+            &w,
+        )
+        .unwrap();
+        (level.to_scalar().unwrap(), rise.to_scalar().unwrap())
+    }
+
+    /// A hit: silence, then a decaying burst starting at sample `at`.
+    fn hit(at: usize) -> Vec<f32> {
+        (0..800)
+            .map(|i| {
+                if i < at {
+                    0.0
+                } else {
+                    let k = (i - at) as f32;
+                    0.5 * (-k / 150.0).exp() * (k * 0.7).sin()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shape_code_costs_nothing_when_the_first_channels_hold_the_shape_cells() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let clip = ClipSampler::new(&cfg, vec![(48, 32)], (2, 2)).clip(3, 1, 0);
+        let (_, [t, h, w]) = clip.latent_object_mask();
+        let dev = &Device::Cpu;
+        let code = Tensor::from_slice(&clip.shape_cells, (1, SHAPE_CODE, t, h, w), dev).unwrap();
+        let rest = Tensor::ones((1, 5, t, h, w), DType::F32, dev).unwrap();
+        let right = Tensor::cat(&[&code, &rest], 1).unwrap();
+        let miss = |z: &Tensor| {
+            shape_code_miss(z, &clip)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(miss(&right), 0.0);
+        // All zeros: the mean square of the cells, which an object makes positive.
+        let zeros = right.zeros_like().unwrap();
+        let n = clip.shape_cells.len() as f32;
+        let want = clip.shape_cells.iter().map(|v| v * v).sum::<f32>() / n;
+        assert!(want > 0.0 && (miss(&zeros) - want).abs() < 1e-6);
+        // A latent of another clip's grid is an error, not a panic.
+        let other = Tensor::zeros((1, 8, t, h + 1, w), DType::F32, dev).unwrap();
+        assert!(shape_code_miss(&other, &clip).is_err());
+    }
+
+    #[test]
+    fn the_video_decoder_stage_leaves_a_shape_codes_channels_clean() {
+        let std = [0.1f32, 0.2, 0.3, 0.4, 0.5];
+        assert_eq!(decoder_noise_std(&std, false), std);
+        assert_eq!(decoder_noise_std(&std, true), [0.0, 0.0, 0.0, 0.4, 0.5]);
+    }
+
+    #[test]
+    fn a_code_swap_takes_another_shape_at_the_asked_share_and_never_a_held_out_triple() {
+        use crate::nano::world::{sample_train, Background, Color};
+        let mut rng = SeededNoise::new(7);
+        // A red ball on grass: both a square and a triangle are training triples.
+        let mut scene = sample_train(3);
+        scene.object.color = Color::Red;
+        scene.object.shape = Shape::Ball;
+        scene.background = Background::Grass;
+        scene.second = None;
+        assert_eq!(code_swap_shape(&scene, rng.sample(2), 0.0), None);
+        let draws: Vec<Option<Shape>> = (0..400)
+            .map(|_| code_swap_shape(&scene, rng.sample(2), 0.5))
+            .collect();
+        let swapped = draws.iter().flatten().count();
+        assert!((150..250).contains(&swapped), "{swapped} of 400");
+        assert!(draws.iter().flatten().all(|&s| s != Shape::Ball));
+        for shape in [Shape::Square, Shape::Triangle] {
+            assert!(draws.contains(&Some(shape)), "{shape:?} never drawn");
+        }
+        // An orange ball on grass: a square would be the held-out orange square on grass.
+        scene.object.color = Color::Orange;
+        for _ in 0..100 {
+            assert_eq!(
+                code_swap_shape(&scene, rng.sample(2), 1.0),
+                Some(Shape::Triangle)
+            );
+        }
+    }
+
+    #[test]
+    fn envelope_loss_sees_a_quiet_hum_over_silence_and_a_late_attack() {
+        let silence = vec![0f32; 800];
+        // A hum at about -58 dBFS: 1e-6 of waveform MSE, but far over the -70 dBFS floor.
+        let hum: Vec<f32> = (0..800).map(|i| 1.8e-3 * (i as f32 * 0.3).sin()).collect();
+        let (same, same_rise) = envelope(&silence, &silence);
+        assert_eq!((same, same_rise), (0.0, 0.0));
+        let (level, _) = envelope(&hum, &silence);
+        assert!(
+            level > 2.0,
+            "a -58 dBFS hum over silence costs {level} (ln units)"
+        );
+
+        let (on_time, on_time_rise) = envelope(&hit(300), &hit(300));
+        assert!(on_time < 1e-6 && on_time_rise < 1e-6);
+        let (late, late_rise) = envelope(&hit(500), &hit(300));
+        assert!(
+            late > 1.0 && late_rise > 0.1,
+            "attack 12.5 ms late: {late}, {late_rise}"
+        );
+    }
+}
