@@ -1,0 +1,398 @@
+//! One optimizer step: each stage's loss on a clip, and the step's gradients over its clips
+//! (rendered and differentiated on the run's worker threads).
+
+use super::*;
+
+impl Run<'_> {
+    /// The codec stage's losses `[video, audio]` on one clip at step `step`; a codec past
+    /// its step count contributes a constant 0.
+    pub(super) fn codec_loss(
+        &self,
+        clip: &Clip,
+        step: usize,
+        mut noise: SeededNoise,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<[Tensor; 2]> {
+        let zero = || Tensor::zeros((), DType::F32, &self.dev);
+        let lv = if step < self.cfg.codec_steps {
+            self.video_codec_loss(clip, &mut noise)?
+        } else {
+            zero()?
+        };
+        let la = if step < self.cfg.audio_codec_steps {
+            self.audio_codec_loss(clip, &mut noise, basis)?
+        } else {
+            zero()?
+        };
+        Ok([lv, la])
+    }
+
+    pub(super) fn video_codec_loss(
+        &self,
+        clip: &Clip,
+        noise: &mut SeededNoise,
+    ) -> candle::Result<Tensor> {
+        let m = &self.model;
+        let x = frames_tensor(clip, &self.dev)?;
+        let z = m.video_encoder.encode(&x)?;
+        let zn = (&z + (noise_like(noise, &z)? * 0.05)?)?;
+        let y = m.video_decoder.decode(&zn)?;
+        let wv = weights(
+            &clip.object_mask,
+            (clip.n_frames, 1, clip.height, clip.width),
+            self.cfg.codec_object_weight,
+            &self.dev,
+        )?;
+        let rec = weighted_mse(&y, &x, &wv)?;
+        let loss = (rec + (z.sqr()?.mean_all()? * 1e-3)?)?;
+        if self.cfg.codec_shape_weight <= 0.0 {
+            return Ok(loss);
+        }
+        loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?
+    }
+
+    pub(super) fn audio_codec_loss(
+        &self,
+        clip: &Clip,
+        noise: &mut SeededNoise,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<Tensor> {
+        let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
+        let za = self.model.audio_encoder.encode(&a)?;
+        let zan = (&za + (noise_like(noise, &za)? * 0.05)?)?;
+        self.audio_reconstruction_loss(clip, &a, &zan, basis)? + (za.sqr()?.mean_all()? * 1e-3)?
+    }
+
+    /// The audio-decoder stage's loss on one clip: the frozen encoder's latent, plus noise of
+    /// a level drawn from `[0, audio_decoder_noise]` latent stds, decoded to the clip's sound.
+    pub(super) fn audio_decoder_loss(
+        &self,
+        clip: &Clip,
+        mut noise: SeededNoise,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<Tensor> {
+        let lat = self.state.latent.as_ref().ok_or_else(|| {
+            candle::Error::Msg("nano train: audio-decoder stage without latent statistics".into())
+        })?;
+        let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
+        let za = self.model.audio_encoder.encode(&a)?.detach();
+        let level = uniform(noise.sample(1)[0]) * self.cfg.audio_decoder_noise as f64;
+        let std = Tensor::from_slice(&lat.audio_std, (1, 1, lat.audio_std.len()), &self.dev)?;
+        let e = noise_like(&mut noise, &za)?.broadcast_mul(&std)?;
+        self.audio_reconstruction_loss(clip, &a, &(za + (e * level)?)?, basis)
+    }
+
+    /// The video-decoder stage's loss on clip `k` of step `step`: the frozen encoder's
+    /// latent plus noise of a level drawn from `[0, video_decoder_noise]` latent stds, or the
+    /// DiT's estimate ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's
+    /// frames; with [`TrainConfig::video_decoder_code_swap`] that latent may be another
+    /// shape's, the clip's shape code in its first channels.
+    pub(super) fn video_decoder_loss(
+        &self,
+        clip: &Clip,
+        step: usize,
+        k: usize,
+        mut noise: SeededNoise,
+    ) -> candle::Result<Tensor> {
+        let lat = self.state.latent.as_ref().ok_or_else(|| {
+            candle::Error::Msg("nano train: video-decoder stage without latent statistics".into())
+        })?;
+        let m = &self.model;
+        let x = frames_tensor(clip, &self.dev)?;
+        let swapped = match self.cfg.video_decoder_code_swap {
+            p if p > 0.0 => code_swap_shape(&clip.scene, noise.sample(2), p).map(|shape| {
+                self.clip_with(Stage::VideoDecoder, step, k, |s| s.object.shape = shape)
+            }),
+            _ => None,
+        };
+        let source = swapped.as_ref().unwrap_or(clip);
+        let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
+            .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
+        let z = if let Some(sigma) = dit_sigma {
+            self.dit_video_estimate(source, lat, sigma, &mut noise)?
+        } else {
+            let z = m
+                .video_encoder
+                .encode(&frames_tensor(source, &self.dev)?)?
+                .detach();
+            let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
+            let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
+            let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
+            let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
+            (z + (e * level)?)?
+        };
+        let z = if swapped.is_some() {
+            // The clip's own code, as the DiT estimates it at the same level when the stage
+            // decodes the DiT's estimates (so as blurred as the DiT's samples have it).
+            let own = match dit_sigma {
+                Some(sigma) => self.dit_video_estimate(clip, lat, sigma, &mut noise)?,
+                None => m.video_encoder.encode(&x)?.detach(),
+            };
+            let code = own.narrow(1, 0, SHAPE_CODE)?;
+            let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
+            Tensor::cat(&[&code, &rest], 1)?
+        } else {
+            z
+        };
+        let y = m.video_decoder.decode(&z)?;
+        let wv = weights(
+            &clip.object_mask,
+            (clip.n_frames, 1, clip.height, clip.width),
+            self.cfg.codec_object_weight,
+            &self.dev,
+        )?;
+        if self.cfg.video_decoder_l1 {
+            (y - x)?.abs()?.broadcast_mul(&wv)?.mean_all()
+        } else {
+            weighted_mse(&y, &x, &wv)
+        }
+    }
+
+    /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
+    /// detached ([`TrainConfig::video_decoder_dit_sigma`]): the clip's latents noised to
+    /// `sigma`, denoised in one step with its caption.
+    pub(super) fn dit_video_estimate(
+        &self,
+        clip: &Clip,
+        lat: &LatentStats,
+        sigma: f64,
+        noise: &mut SeededNoise,
+    ) -> candle::Result<Tensor> {
+        let m = self.exported.as_ref().unwrap_or(&self.model);
+        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
+        let (xv, _) = noised(&zv, sigma, noise)?;
+        let (xa, _) = noised(&za, sigma, noise)?;
+        let ids = self
+            .tokenizer
+            .encode(&clip.caption, self.model_cfg.text.max_len)?;
+        let txt = m.text_encoder.forward(&ids)?;
+        let (v, _) = m.velocity(&xv, &xa, &txt, ids.len(), sigma as f32)?;
+        let z0 = (xv - (v * sigma)?)?.detach();
+        nano::denormalize(&z0, &lat.video_mean, &lat.video_std, 1)
+    }
+
+    /// How far the decoded `za` is from the clip's sound: waveform, spectrum and loudness
+    /// envelope, weighed up on the hits.
+    pub(super) fn audio_reconstruction_loss(
+        &self,
+        clip: &Clip,
+        a: &Tensor,
+        za: &Tensor,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<Tensor> {
+        let ya = self
+            .model
+            .audio_decoder
+            .decode(za)?
+            .narrow(0, 0, clip.audio.len())?;
+        // Per audio latent frame (one hop): weighed up where a hit sounds.
+        let hop = self.model_cfg.audio.hop;
+        let n_hops = clip.audio.len() / hop;
+        let wa = weights(
+            &clip.impact_frames[..n_hops],
+            (n_hops, 1),
+            self.cfg.impact_weight,
+            &self.dev,
+        )?;
+        let (ya, a) = (ya.reshape((n_hops, hop))?, a.reshape((n_hops, hop))?);
+        let mse = weighted_mse(&ya, &a, &wa)?;
+        let (env, rise) = envelope_l1(&ya, &a, ENVELOPE_FRAME, &wa)?;
+        let spec = spectral_l1(&ya.flatten_all()?, &a.flatten_all()?, basis)?;
+        let c = self.cfg;
+        (mse * c.codec_waveform_weight as f64)?
+            + (spec * c.codec_spectral_weight as f64)?
+            + (env * c.codec_envelope_weight as f64)?
+            + (rise * c.codec_onset_weight as f64)?
+    }
+
+    /// The DiT stage's flow-matching losses `[video, audio]` on one clip, and the probes'
+    /// weighted losses `[text, sync]`: the text probe's if the run has it and the caption
+    /// was not dropped, the sync probe's if the run has it at `step`.
+    pub(super) fn dit_loss(
+        &self,
+        clip: &Clip,
+        step: usize,
+        mut noise: SeededNoise,
+    ) -> candle::Result<([Tensor; 2], [Option<Tensor>; 2])> {
+        let m = &self.model;
+        let lat = self.state.latent.as_ref().ok_or_else(|| {
+            candle::Error::Msg("nano train: DiT stage without latent statistics".into())
+        })?;
+        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
+        let u = noise.sample(2);
+        let sigma = self.cfg.shifted_sigma(step, uniform(u[0]));
+        let drop = uniform(u[1]) < self.cfg.caption_dropout_at(step);
+        let sigma_audio = if self.cfg.dit_decoupled_noise > 0.0 {
+            // Drawn only when asked, so the recipe's noise stream is unchanged.
+            let d = noise.sample(2);
+            if uniform(d[0]) < self.cfg.dit_decoupled_noise as f64 {
+                self.cfg.shifted_sigma(step, uniform(d[1]))
+            } else {
+                sigma
+            }
+        } else {
+            sigma
+        };
+        let dub = self.cfg.dub_share_at(step);
+        let sigma = if dub > 0.0 {
+            // Drawn only when asked, so the recipe's noise stream is unchanged.
+            let d = noise.sample(2);
+            if uniform(d[0]) < dub {
+                sigma_audio * uniform(d[1])
+            } else {
+                sigma
+            }
+        } else {
+            sigma
+        };
+        let prompt = if drop { "" } else { clip.caption.as_str() };
+        let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
+        let txt = m.text_encoder.forward(&ids)?;
+        let probe = match &self.probe {
+            Some(p) if !drop => {
+                let pooled = nano::conditioning::pooled_text(&txt, ids.len())?;
+                Some((p.loss(&pooled, &clip.scene)? * self.cfg.text_probe_weight as f64)?)
+            }
+            _ => None,
+        };
+
+        let (xv, ev) = noised(&zv, sigma, &mut noise)?;
+        let (xa, ea) = noised(&za, sigma_audio, &mut noise)?;
+        let n_audio = za.dim(1)?;
+        let mut impacts = clip.impact_frames.clone();
+        impacts.resize(n_audio, 0.0);
+        let sync_weight = self.cfg.sync_probe_weight_at(step);
+        let (pv, pa, sync) = match &self.sync_probe {
+            Some(p) if sync_weight > 0.0 => {
+                let layer = SyncProbe::layer(self.model_cfg.dit.num_layers);
+                let (pv, pa, hidden) = m.velocity_and_audio_hidden(
+                    &xv,
+                    &xa,
+                    &txt,
+                    ids.len(),
+                    sigma as f32,
+                    sigma_audio as f32,
+                    layer,
+                )?;
+                let loss = (p.loss(&hidden, &impacts)? * sync_weight as f64)?;
+                (pv, pa, Some(loss))
+            }
+            _ => {
+                let (pv, pa) =
+                    m.velocity_at(&xv, &xa, &txt, ids.len(), sigma as f32, sigma_audio as f32)?;
+                (pv, pa, None)
+            }
+        };
+        let (mask, [t, h, w]) = clip.latent_object_mask();
+        let wv = weights(
+            &mask,
+            (1, 1, t, h, w),
+            self.cfg.dit_object_weight_at(step),
+            &self.dev,
+        )?;
+        let wa = weights(
+            &impacts,
+            (1, n_audio, 1),
+            self.cfg.dit_impact_weight_at(step),
+            &self.dev,
+        )?;
+        Ok((
+            [
+                weighted_mse(&pv, &(ev - zv)?, &wv)?,
+                weighted_mse(&pa, &(ea - za)?, &wa)?,
+            ],
+            [probe, sync],
+        ))
+    }
+
+    /// Gradients of one optimizer step, one store per clip (in clip order), and the step's
+    /// mean losses `[video, audio, text probe, sync probe]`. Clips are rendered and differentiated on
+    /// `cfg.workers` threads; each clip's share of the loss is `1 / batch`.
+    pub(super) fn step_grads(
+        &self,
+        stage: Stage,
+        step: usize,
+        basis: &(Tensor, Tensor),
+    ) -> candle::Result<(Vec<GradStore>, [f32; 4])> {
+        let batch = self.cfg.batch;
+        let one = |k: usize| -> candle::Result<ClipGrads> {
+            let clip = self.clip(stage, step, k);
+            let ([lv, la], probes) = match stage {
+                Stage::Codec => (
+                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
+                    [None, None],
+                ),
+                Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
+                Stage::AudioDecoder => (
+                    [
+                        Tensor::zeros((), DType::F32, &self.dev)?,
+                        self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?,
+                    ],
+                    [None, None],
+                ),
+                Stage::VideoDecoder => (
+                    [
+                        self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?,
+                        Tensor::zeros((), DType::F32, &self.dev)?,
+                    ],
+                    [None, None],
+                ),
+            };
+            let mut total = (&lv + &la)?;
+            let mut lp = [0f32; 2];
+            for (l, p) in lp.iter_mut().zip(probes) {
+                if let Some(p) = p {
+                    *l = p.to_scalar::<f32>()?;
+                    total = (total + p)?;
+                }
+            }
+            let grads = (total / batch as f64)?.backward()?;
+            let n = batch as f32;
+            Ok((
+                grads,
+                [
+                    lv.to_scalar::<f32>()? / n,
+                    la.to_scalar::<f32>()? / n,
+                    lp[0] / n,
+                    lp[1] / n,
+                ],
+            ))
+        };
+        let workers = self.cfg.workers.clamp(1, batch);
+        let results: Vec<(usize, candle::Result<ClipGrads>)> = std::thread::scope(|scope| {
+            let one = &one;
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    scope.spawn(move || {
+                        (w..batch)
+                            .step_by(workers)
+                            .map(|k| (k, one(k)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(batch);
+            for h in handles {
+                match h.join() {
+                    Ok(done) => out.extend(done),
+                    Err(_) => out.push((
+                        usize::MAX,
+                        Err(candle::Error::Msg("nano train: a worker panicked".into())),
+                    )),
+                }
+            }
+            out.sort_by_key(|(k, _)| *k);
+            out
+        });
+        let mut grads = Vec::with_capacity(batch);
+        let mut loss = [0f32; 4];
+        for (_, r) in results {
+            let (g, clip_loss) = r?;
+            grads.push(g);
+            for (sum, l) in loss.iter_mut().zip(clip_loss) {
+                *sum += l;
+            }
+        }
+        Ok((grads, loss))
+    }
+}
