@@ -363,6 +363,11 @@ pub enum TrainCommand {
         /// recipe's).
         #[arg(long)]
         codec_shape_weight: Option<f32>,
+        /// Weight of the video codec's shape invariance: the latent channels past the shape
+        /// code are pulled to those of the same clip drawn with another shape, so the decoder
+        /// draws the shape from the code. Needs a shape code; 0: off (the recipe's).
+        #[arg(long)]
+        codec_shape_invariance: Option<f32>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -702,6 +707,7 @@ pub fn run(cli: Cli) -> CliResult {
                     placement_spread,
                     physics_spread,
                     codec_shape_weight,
+                    codec_shape_invariance,
                     stop_after,
                     codecs_from,
                     video_decoder_from,
@@ -766,6 +772,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);
             cfg.physics_spread = physics_spread.unwrap_or(cfg.physics_spread);
             cfg.codec_shape_weight = codec_shape_weight.unwrap_or(cfg.codec_shape_weight);
+            cfg.codec_shape_invariance =
+                codec_shape_invariance.unwrap_or(cfg.codec_shape_invariance);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             cfg.video_decoder_from = video_decoder_from.or(cfg.video_decoder_from);

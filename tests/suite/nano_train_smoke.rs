@@ -581,3 +581,67 @@ fn a_restart_phase_adds_the_sync_probe_to_a_finished_run_and_it_stays_out_of_the
         .filter(|n| n.starts_with("dit.") && !n.ends_with("rope.bands"))
         .all(|n| max_abs_diff(&before[n], &after[n]) > 0.0));
 }
+
+/// How far apart the latent channels past the shape code are, through the video encoder of
+/// `model_dir`, for the codec stage's clip and the same clip drawn with another shape (in
+/// latent stds: each run's own statistics).
+fn shape_gap(model_dir: &std::path::Path, seed: u64) -> f32 {
+    use happyhorse::engine::models::nano::{Nano, NanoConfig};
+    use happyhorse::nano::train::{clip_latents, ClipSampler, SHAPE_CODE};
+    use happyhorse::nano::world::Shape;
+    let text = std::fs::read_to_string(model_dir.join("config.json")).expect("config.json");
+    let cfg: NanoConfig = serde_json::from_str(&text).expect("config parses");
+    let vb = candle_nn::VarBuilder::from_tensors(
+        weights(model_dir),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    );
+    let model = Nano::new(&cfg, vb).expect("the exported model builds");
+    // The codec stage's one clip (`data_cycle` 1, batch 1: stream 1, index 0) and its twin.
+    let sampler = ClipSampler::new(&cfg, vec![(32, 24)], (2, 2));
+    let clip = sampler.clip(seed, 1, 0);
+    let other = match clip.scene.object.shape {
+        Shape::Ball => Shape::Square,
+        _ => Shape::Ball,
+    };
+    let twin = sampler.clip_with(seed, 1, 0, |s| s.object.shape = other);
+    let rest = |c| {
+        let (z, _) = clip_latents(&model, &cfg.latent, c, &Device::Cpu).expect("encodes");
+        let n = z.dim(1).expect("channels") - SHAPE_CODE;
+        z.narrow(1, SHAPE_CODE, n).expect("narrows")
+    };
+    ((rest(&clip) - rest(&twin)).expect("same shapes"))
+        .sqr()
+        .and_then(|d| d.mean_all()?.sqrt()?.to_scalar::<f32>())
+        .expect("a gap")
+}
+
+#[test]
+fn the_shape_invariance_moves_the_shape_out_of_the_channels_past_the_code() {
+    let train = |invariance: f32| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+        cfg.codec_shape_weight = 10.0;
+        cfg.codec_shape_invariance = invariance;
+        (cfg.dit_steps, cfg.audio_codec_steps) = (1, 1);
+        (cfg.audio_decoder_steps, cfg.video_decoder_steps) = (0, 0);
+        let seed = cfg.seed;
+        let summary = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
+        (shape_gap(&summary.model_dir, seed), dir)
+    };
+    let (without, _a) = train(0.0);
+    // A strong pull, for 12 steps to show it (measured: 0.06 against 0.19 without).
+    let (with, _b) = train(1000.0);
+    assert!(
+        with < 0.5 * without,
+        "gap {with} with the invariance, {without} without"
+    );
+
+    // It moves the shape into the code, so it needs one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.codec_shape_weight = 0.0;
+    cfg.codec_shape_invariance = 1.0;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    assert!(err.to_string().contains("codec_shape_weight"), "{err}");
+}

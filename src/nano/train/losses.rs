@@ -23,6 +23,15 @@ pub(super) fn shape_code_miss(z: &Tensor, clip: &Clip) -> candle::Result<Tensor>
     (z.narrow(1, 0, SHAPE_CODE)? - code)?.sqr()?.mean_all()
 }
 
+/// The shape invariance's loss: the mean squared difference between the channels past the
+/// shape code of two video latents `[1, C, T, H, W]` of one clip drawn with two shapes.
+pub(super) fn shape_invariance_gap(z: &Tensor, z_twin: &Tensor) -> candle::Result<Tensor> {
+    let rest = z.dim(1)? - SHAPE_CODE;
+    (z.narrow(1, SHAPE_CODE, rest)? - z_twin.narrow(1, SHAPE_CODE, rest)?)?
+        .sqr()?
+        .mean_all()
+}
+
 /// The per-channel scale of the video-decoder stage's latent noise: each channel's std, but
 /// with a shape code its channels stay clean, since they are what the DiT gets right and the
 /// decoder is to draw the shape from them when the rest is noisy.

@@ -187,6 +187,15 @@ pub struct TrainConfig {
     /// 8). With a code, the video-decoder stage leaves its channels clean.
     #[serde(default)]
     pub codec_shape_weight: f32,
+    /// Weight of the video codec's shape invariance: each codec clip is also rendered with
+    /// another shape (the same scene, colour, place and motion) and the mean squared
+    /// difference between the two latents' channels past the shape code joins the loss, so
+    /// those channels carry the object but not its shape and the decoder has to draw the
+    /// silhouette from the code (the DiT gets the code right; the decoder of a codec without
+    /// this draws from the other channels, where the DiT's squares are a ball's). Needs
+    /// `codec_shape_weight`; 0: off (the recipe's).
+    #[serde(default)]
+    pub codec_shape_invariance: f32,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
     /// Initial gain of the DiT's query and key norms (its zero-centred weights start at
@@ -354,6 +363,7 @@ impl TrainConfig {
             physics_spread: 0.0,
             codec_object_weight: 8.0,
             codec_shape_weight: 10.0,
+            codec_shape_invariance: 0.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             dit_clock: false,
@@ -442,6 +452,15 @@ impl TrainConfig {
         }
         if !(self.codec_shape_weight >= 0.0 && self.codec_shape_weight.is_finite()) {
             return bad("codec_shape_weight must be 0 (no shape code) or a positive weight");
+        }
+        if !(self.codec_shape_invariance >= 0.0 && self.codec_shape_invariance.is_finite()) {
+            return bad("codec_shape_invariance must be 0 (off) or a positive weight");
+        }
+        if self.codec_shape_invariance > 0.0 && self.codec_shape_weight <= 0.0 {
+            return bad(
+                "codec_shape_invariance moves the shape into the shape code: set \
+                 codec_shape_weight too",
+            );
         }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");

@@ -10,12 +10,13 @@ impl Run<'_> {
         &self,
         clip: &Clip,
         step: usize,
+        k: usize,
         mut noise: SeededNoise,
         basis: &(Tensor, Tensor),
     ) -> candle::Result<[Tensor; 2]> {
         let zero = || Tensor::zeros((), DType::F32, &self.dev);
         let lv = if step < self.cfg.codec_steps {
-            self.video_codec_loss(clip, &mut noise)?
+            self.video_codec_loss(clip, step, k, &mut noise)?
         } else {
             zero()?
         };
@@ -27,9 +28,15 @@ impl Run<'_> {
         Ok([lv, la])
     }
 
+    /// The video codec's loss on clip `k` of step `step`: the weighted reconstruction, a
+    /// small pull on the latent, the shape code and, with
+    /// [`TrainConfig::codec_shape_invariance`], the gap between the channels past the code of
+    /// this clip's latent and of the same clip drawn with another shape.
     pub(super) fn video_codec_loss(
         &self,
         clip: &Clip,
+        step: usize,
+        k: usize,
         noise: &mut SeededNoise,
     ) -> candle::Result<Tensor> {
         let m = &self.model;
@@ -48,7 +55,17 @@ impl Run<'_> {
         if self.cfg.codec_shape_weight <= 0.0 {
             return Ok(loss);
         }
-        loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?
+        let loss = (loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?)?;
+        let invariance = self.cfg.codec_shape_invariance;
+        let other = (invariance > 0.0)
+            .then(|| code_swap_shape(&clip.scene, noise.sample(2), 1.0))
+            .flatten();
+        let Some(shape) = other else {
+            return Ok(loss);
+        };
+        let twin = self.clip_with(Stage::Codec, step, k, |s| s.object.shape = shape);
+        let z_twin = m.video_encoder.encode(&frames_tensor(&twin, &self.dev)?)?;
+        loss + (shape_invariance_gap(&z, &z_twin)? * invariance as f64)?
     }
 
     pub(super) fn audio_codec_loss(
@@ -319,7 +336,7 @@ impl Run<'_> {
             let clip = self.clip(stage, step, k);
             let ([lv, la], probes) = match stage {
                 Stage::Codec => (
-                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
+                    self.codec_loss(&clip, step, k, self.noise(0xC0DE_C000, step, k), basis)?,
                     [None, None],
                 ),
                 Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
