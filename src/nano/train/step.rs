@@ -28,6 +28,17 @@ impl Run<'_> {
         Ok([lv, la])
     }
 
+    /// Per-pixel loss weights of a decoded clip: its objects' pixels weighted up by
+    /// `codec_object_weight`, broadcast over the colour channels.
+    fn pixel_weights(&self, clip: &Clip) -> candle::Result<Tensor> {
+        weights(
+            &clip.object_mask,
+            (clip.n_frames, 1, clip.height, clip.width),
+            self.cfg.codec_object_weight,
+            &self.dev,
+        )
+    }
+
     /// The video codec's loss on clip `k` of step `step`: the weighted reconstruction, a
     /// small pull on the latent, the shape code and, with
     /// [`TrainConfig::codec_shape_invariance`], the gap between the channels past the code of
@@ -44,12 +55,7 @@ impl Run<'_> {
         let z = m.video_encoder.encode(&x)?;
         let zn = (&z + (noise_like(noise, &z)? * 0.05)?)?;
         let y = m.video_decoder.decode(&zn)?;
-        let wv = weights(
-            &clip.object_mask,
-            (clip.n_frames, 1, clip.height, clip.width),
-            self.cfg.codec_object_weight,
-            &self.dev,
-        )?;
+        let wv = self.pixel_weights(clip)?;
         let rec = weighted_mse(&y, &x, &wv)?;
         let loss = (rec + (z.sqr()?.mean_all()? * 1e-3)?)?;
         if self.cfg.codec_shape_weight <= 0.0 {
@@ -152,12 +158,7 @@ impl Run<'_> {
             z
         };
         let y = m.video_decoder.decode(&z)?;
-        let wv = weights(
-            &clip.object_mask,
-            (clip.n_frames, 1, clip.height, clip.width),
-            self.cfg.codec_object_weight,
-            &self.dev,
-        )?;
+        let wv = self.pixel_weights(clip)?;
         if self.cfg.video_decoder_l1 {
             (y - x)?.abs()?.broadcast_mul(&wv)?.mean_all()
         } else {
