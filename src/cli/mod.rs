@@ -368,6 +368,10 @@ pub enum TrainCommand {
         /// draws the shape from the code. Needs a shape code; 0: off (the recipe's).
         #[arg(long)]
         codec_shape_invariance: Option<f32>,
+        /// The shape code marks each object's bounding box in its shape's channel instead
+        /// of its silhouette (true or false; needs a shape code): where and which, not how.
+        #[arg(long)]
+        codec_shape_box: Option<bool>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -708,6 +712,7 @@ pub fn run(cli: Cli) -> CliResult {
                     physics_spread,
                     codec_shape_weight,
                     codec_shape_invariance,
+                    codec_shape_box,
                     stop_after,
                     codecs_from,
                     video_decoder_from,
@@ -774,6 +779,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.codec_shape_weight = codec_shape_weight.unwrap_or(cfg.codec_shape_weight);
             cfg.codec_shape_invariance =
                 codec_shape_invariance.unwrap_or(cfg.codec_shape_invariance);
+            cfg.codec_shape_box = codec_shape_box.unwrap_or(cfg.codec_shape_box);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             cfg.video_decoder_from = video_decoder_from.or(cfg.video_decoder_from);

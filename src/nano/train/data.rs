@@ -6,7 +6,7 @@ use candle_core as candle;
 
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
-    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
+    box_coverage, caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
     shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
 };
 
@@ -124,6 +124,7 @@ pub struct ClipSampler {
     length_group: u64,
     placement_spread: f32,
     physics_spread: f32,
+    box_shape_code: bool,
 }
 
 impl ClipSampler {
@@ -136,6 +137,7 @@ impl ClipSampler {
             length_group: 1,
             placement_spread: 1.0,
             physics_spread: 1.0,
+            box_shape_code: false,
         }
     }
 
@@ -151,6 +153,13 @@ impl ClipSampler {
     /// (see [`TrainConfig::physics_spread`](super::TrainConfig::physics_spread)).
     pub fn with_physics_spread(mut self, spread: f32) -> Self {
         self.physics_spread = spread;
+        self
+    }
+
+    /// Clips' [`Clip::shape_cells`] from each object's bounding box rather than its
+    /// silhouette (see [`TrainConfig::codec_shape_box`](super::TrainConfig::codec_shape_box)).
+    pub fn with_box_shape_code(mut self, on: bool) -> Self {
+        self.box_shape_code = on;
         self
     }
 
@@ -206,7 +215,11 @@ impl ClipSampler {
                 }
             }
         }
-        let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
+        let coverage = if self.box_shape_code {
+            box_coverage
+        } else {
+            shape_coverage
+        }(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
             shape_cells: latent_shape_cells(&coverage, n, w as usize, h as usize),
@@ -304,6 +317,36 @@ mod tests {
                     assert!((sum - area).abs() < 0.1 * area, "{shape}: {sum} vs {area}");
                 } else {
                     assert_eq!(sum, 0.0, "{shape} in channel {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_box_shape_code_has_one_footprint_for_every_shape_in_its_own_channel() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (2, 2)).with_box_shape_code(true);
+        let cells = |shape: Shape| {
+            sampler
+                .clip_with(7, 1, 0, |s| {
+                    s.object.shape = shape;
+                    s.second = None;
+                })
+                .shape_cells
+        };
+        let square = cells(Shape::Square);
+        let plane = square.len() / 3;
+        let k_square = Shape::ALL.iter().position(|&s| s == Shape::Square).unwrap();
+        let footprint = &square[k_square * plane..][..plane];
+        assert!(footprint.iter().sum::<f32>() > 1.0);
+        for shape in [Shape::Ball, Shape::Triangle] {
+            let code = cells(shape);
+            let k = Shape::ALL.iter().position(|&s| s == shape).unwrap();
+            for (j, channel) in code.chunks(plane).enumerate() {
+                if j == k {
+                    assert_eq!(channel, footprint, "{shape}: the square's footprint");
+                } else {
+                    assert!(channel.iter().all(|&v| v == 0.0), "{shape} in channel {j}");
                 }
             }
         }

@@ -385,7 +385,8 @@ pub fn run(
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
-    let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
+    let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames)
+        .with_box_shape_code(cfg.codec_shape_box);
     let mut run = Run {
         cfg: &cfg,
         model_cfg,

@@ -196,6 +196,15 @@ pub struct TrainConfig {
     /// `codec_shape_weight`; 0: off (the recipe's).
     #[serde(default)]
     pub codec_shape_invariance: f32,
+    /// The shape code marks each object's bounding box (the square of its half extent) in
+    /// its shape's channel instead of the share of each cell its silhouette covers: the
+    /// code then says where the object is and which shape it is, the same footprint for
+    /// every shape, and with `codec_shape_invariance` the decoder has to draw the silhouette
+    /// itself. (With the silhouette's coverage it copies the code's outline, and a DiT's
+    /// code for a square, right in which channel but blurred, decodes as a blob: measured
+    /// 2026-12-05, squares 0 of 71.) Needs `codec_shape_weight`; false: the recipe's.
+    #[serde(default)]
+    pub codec_shape_box: bool,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
     /// Initial gain of the DiT's query and key norms (its zero-centred weights start at
@@ -364,6 +373,7 @@ impl TrainConfig {
             codec_object_weight: 8.0,
             codec_shape_weight: 10.0,
             codec_shape_invariance: 0.0,
+            codec_shape_box: false,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             dit_clock: false,
@@ -461,6 +471,9 @@ impl TrainConfig {
                 "codec_shape_invariance moves the shape into the shape code: set \
                  codec_shape_weight too",
             );
+        }
+        if self.codec_shape_box && self.codec_shape_weight <= 0.0 {
+            return bad("codec_shape_box changes the shape code: set codec_shape_weight too");
         }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
@@ -752,6 +765,16 @@ pub(super) fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_box_shape_code_needs_a_shape_code() {
+        let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
+        cfg.codec_shape_box = true;
+        assert!(cfg.validate().is_ok());
+        cfg.codec_shape_weight = 0.0;
+        let err = cfg.validate().expect_err("refused");
+        assert!(err.to_string().contains("codec_shape_weight"), "{err}");
+    }
 
     #[test]
     fn a_recipe_from_before_a_new_setting_resumes_at_its_default_only() {

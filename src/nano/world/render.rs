@@ -311,6 +311,33 @@ pub fn shape_coverage(
     fps: f32,
     duration_s: f32,
 ) -> Vec<f32> {
+    coverage_maps(scene, width, height, fps, duration_s, |shape| shape)
+}
+
+/// [`shape_coverage`] with each object's bounding box (the square of its half extent) in
+/// place of its silhouette, still in its own shape's channel: the same footprint for a
+/// ball, a square and a triangle at one place and size, so the map says where an object is
+/// and which shape it is, but not how that shape is drawn.
+pub fn box_coverage(
+    scene: &Scene,
+    width: usize,
+    height: usize,
+    fps: f32,
+    duration_s: f32,
+) -> Vec<f32> {
+    coverage_maps(scene, width, height, fps, duration_s, |_| Shape::Square)
+}
+
+/// Per frame and shape channel, the share of each pixel covered by the `footprint` of each
+/// object of that shape.
+fn coverage_maps(
+    scene: &Scene,
+    width: usize,
+    height: usize,
+    fps: f32,
+    duration_s: f32,
+    footprint: fn(Shape) -> Shape,
+) -> Vec<f32> {
     let traj = Trajectory::new(scene, duration_s);
     let n = frame_count(fps, duration_s);
     let plane = width * height;
@@ -331,7 +358,7 @@ pub fn shape_coverage(
             for py in ys {
                 for px in xs.clone() {
                     let v = &mut map[py * width + px];
-                    *v = (*v + coverage(object.shape, cx, cy, half, px, py)).min(1.0);
+                    *v = (*v + coverage(footprint(object.shape), cx, cy, half, px, py)).min(1.0);
                 }
             }
         }
