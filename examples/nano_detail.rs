@@ -15,6 +15,8 @@
 //! decoder follows them. Each clip has a twin, the same scene with another shape (a ball's
 //! is a square); the twin's latent with this clip's shape channels is decoded and read. A
 //! decoder that draws from the code reads this clip's shape; one that ignores it, the twin's.
+//! The same again with the code blurred over the latent cells, as the DiT draws it: a
+//! decoder that copies the code's outline then draws a blob.
 //! For each σ0 it also says how often the denoised latent's code names the asked shape.
 //!
 //! `cargo run --release --example nano_detail -- MODEL_DIR [WEIGHTS.safetensors [SIGMAS]]`
@@ -29,7 +31,7 @@ use candle_nn::VarBuilder;
 use happyhorse::engine::models::nano::{self, Nano, NanoConfig, NanoTokenizer};
 use happyhorse::engine::pipelines::magihuman::SeededNoise;
 use happyhorse::nano::analyze::analyze_video;
-use happyhorse::nano::train::{clip_latents, noised, Clip, ClipSampler, SHAPE_CODE};
+use happyhorse::nano::train::{blur_cells, clip_latents, noised, Clip, ClipSampler, SHAPE_CODE};
 use happyhorse::nano::world::{Frame, Shape};
 
 /// Clips are drawn from a stream the recipe never trains on.
@@ -133,6 +135,7 @@ fn shape_code(
 ) -> Result<()> {
     let (mut named, mut cells) = (0usize, 0usize);
     let mut swapped = [Tally::default(); 3];
+    let mut swapped_blurred = [Tally::default(); 3];
     let mut alone = [Tally::default(); 3];
     for (i, (clip, twin)) in clips.iter().zip(twins).enumerate() {
         let want = clip.scene.object.shape;
@@ -165,6 +168,14 @@ fn shape_code(
             1,
         )?;
         swapped[k].add(want, &picture(m, &mixed, twin)?, twin)?;
+        let blurred = Tensor::cat(
+            &[
+                blur_cells(&zv.narrow(1, 0, SHAPE_CODE)?)?,
+                zt.narrow(1, SHAPE_CODE, channels - SHAPE_CODE)?,
+            ],
+            1,
+        )?;
+        swapped_blurred[k].add(want, &picture(m, &blurred, twin)?, twin)?;
         alone[k].add(want, &picture(m, &zt, twin)?, twin)?;
     }
     println!(
@@ -175,6 +186,12 @@ fn shape_code(
             "shape code {name:>8}: the twin with this code {:<32} the twin alone {}",
             swapped[k].show(),
             alone[k].show()
+        );
+    }
+    for (k, name) in ["ball", "square", "triangle"].iter().enumerate() {
+        println!(
+            "shape code {name:>8}: the twin with this code blurred {}",
+            swapped_blurred[k].show()
         );
     }
     Ok(())

@@ -326,6 +326,11 @@ pub enum TrainCommand {
         /// The video-decoder stage's loss is L1 instead of L2 (sharper edges): true or false.
         #[arg(long)]
         video_decoder_l1: Option<bool>,
+        /// The share (0 to 1) of the video-decoder stage's clips decoded with their shape
+        /// code blurred over the latent cells, as smooth as the DiT draws it (needs
+        /// --codec-shape-weight).
+        #[arg(long)]
+        video_decoder_code_blur: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -701,6 +706,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_dit_sigma,
                     video_decoder_code_swap,
                     video_decoder_l1,
+                    video_decoder_code_blur,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -758,6 +764,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_code_swap =
                 video_decoder_code_swap.unwrap_or(cfg.video_decoder_code_swap);
             cfg.video_decoder_l1 = video_decoder_l1.unwrap_or(cfg.video_decoder_l1);
+            cfg.video_decoder_code_blur =
+                video_decoder_code_blur.unwrap_or(cfg.video_decoder_code_blur);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

@@ -32,6 +32,22 @@ pub(super) fn shape_invariance_gap(z: &Tensor, z_twin: &Tensor) -> candle::Resul
         .mean_all()
 }
 
+/// Video latent channels `[1, C, T, h, w]` blurred over each latent frame by a [1 2 1]² / 16
+/// kernel, averaged over the cells inside the frame at its edges: a shape code as smooth as
+/// the DiT draws it (right in which channel it lights, not in the outline).
+pub fn blur_cells(code: &Tensor) -> candle::Result<Tensor> {
+    let (b, c, t, h, w) = code.dims5()?;
+    let k: Vec<f32> = [1f32, 2., 1.]
+        .iter()
+        .flat_map(|a| [1f32, 2., 1.].map(|b| a * b / 16.0))
+        .collect();
+    let kernel = Tensor::from_vec(k, (1, 1, 3, 3), code.device())?;
+    let planes = code.contiguous()?.reshape((b * c * t, 1, h, w))?;
+    let smooth = planes.conv2d(&kernel, 1, 1, 1, 1)?;
+    let weight = planes.ones_like()?.conv2d(&kernel, 1, 1, 1, 1)?;
+    (smooth / weight)?.reshape((b, c, t, h, w))
+}
+
 /// The per-channel scale of the video-decoder stage's latent noise: each channel's std, but
 /// with a shape code its channels stay clean, since they are what the DiT gets right and the
 /// decoder is to draw the shape from them when the rest is noisy.
@@ -236,6 +252,34 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blurring_the_cells_spreads_a_lit_cell_keeps_a_flat_plane_and_the_channels_apart() {
+        let dev = Device::Cpu;
+        // [1, 2, 1, 5, 5]: channel 0 one lit cell in the middle, channel 1 flat.
+        let mut v = vec![0f32; 2 * 5 * 5];
+        v[2 * 5 + 2] = 16.0;
+        v[25..].fill(3.0);
+        let got = blur_cells(&Tensor::from_vec(v, (1, 2, 1, 5, 5), &dev).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got[2 * 5 + 2], 4.0, "the centre keeps 4/16");
+        assert_eq!(got[5 + 2], 2.0, "an edge neighbour 2/16");
+        assert_eq!(got[5 + 1], 1.0, "a corner neighbour 1/16");
+        assert_eq!(got[0], 0.0, "two cells away: nothing");
+        assert_eq!(
+            got[..25].iter().sum::<f32>(),
+            16.0,
+            "inside the frame: all of it"
+        );
+        assert!(
+            got[25..].iter().all(|&x| (x - 3.0).abs() < 1e-6),
+            "flat stays flat"
+        );
+    }
 
     fn hops(x: Vec<f32>, hop: usize) -> Tensor {
         let n = x.len() / hop;

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 pub use adamw::{AdamW, AdamWParams};
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
-pub use losses::{clip_latents, noised, SHAPE_CODE};
+pub use losses::{blur_cells, clip_latents, noised, SHAPE_CODE};
 pub use probe::TextProbe;
 pub use recipe::TrainConfig;
 pub use sync_probe::SyncProbe;

@@ -109,6 +109,14 @@ pub struct TrainConfig {
     /// between the two sides and L1 for one side, so corners stay sharp. false: L2, the recipe.
     #[serde(default)]
     pub video_decoder_l1: bool,
+    /// The share (0 to 1) of the video-decoder stage's clips whose shape-code channels are
+    /// blurred over the latent cells ([`blur_cells`]) before decoding, paired with the clip's
+    /// sharp frames: the DiT's code is right in which channel it lights but smooth over the
+    /// cells, and a decoder trained only on the encoder's sharp code copies its outline and
+    /// draws that as a blob (measured 2026-12-05: triangles from a swapped code 6 of 8, from
+    /// the same code blurred 1 of 5). Needs `codec_shape_weight`; 0: off, the recipe.
+    #[serde(default)]
+    pub video_decoder_code_blur: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -355,6 +363,7 @@ impl TrainConfig {
             video_decoder_dit_sigma: 0.0,
             video_decoder_code_swap: 0.0,
             video_decoder_l1: false,
+            video_decoder_code_blur: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -554,6 +563,12 @@ impl TrainConfig {
         if self.video_decoder_code_swap > 0.0 && self.codec_shape_weight <= 0.0 {
             return bad("video_decoder_code_swap swaps the shape code: set codec_shape_weight too");
         }
+        if !(0.0..=1.0).contains(&self.video_decoder_code_blur) {
+            return bad("video_decoder_code_blur must be a share between 0 and 1");
+        }
+        if self.video_decoder_code_blur > 0.0 && self.codec_shape_weight <= 0.0 {
+            return bad("video_decoder_code_blur blurs the shape code: set codec_shape_weight too");
+        }
         if !(0.0..=1.0).contains(&self.placement_spread) {
             return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
         }
@@ -659,7 +674,7 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 8] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 9] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
@@ -668,6 +683,7 @@ pub(super) const VIDEO_DECODER_SETTINGS: [&str; 8] = [
     "video_decoder_dit_sigma",
     "video_decoder_code_swap",
     "video_decoder_l1",
+    "video_decoder_code_blur",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -767,13 +783,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_box_shape_code_needs_a_shape_code() {
+    fn a_box_shape_code_and_a_blurred_one_need_a_shape_code() {
+        let box_code = |cfg: &mut TrainConfig| cfg.codec_shape_box = true;
+        let blurred = |cfg: &mut TrainConfig| cfg.video_decoder_code_blur = 0.5;
+        for set in [box_code, blurred] {
+            let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
+            set(&mut cfg);
+            assert!(cfg.validate().is_ok());
+            cfg.codec_shape_weight = 0.0;
+            let err = cfg.validate().expect_err("refused");
+            assert!(err.to_string().contains("codec_shape_weight"), "{err}");
+        }
         let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
-        cfg.codec_shape_box = true;
-        assert!(cfg.validate().is_ok());
-        cfg.codec_shape_weight = 0.0;
+        cfg.video_decoder_code_blur = 1.5;
         let err = cfg.validate().expect_err("refused");
-        assert!(err.to_string().contains("codec_shape_weight"), "{err}");
+        assert!(err.to_string().contains("video_decoder_code_blur"), "{err}");
     }
 
     #[test]

@@ -109,7 +109,8 @@ impl Run<'_> {
     /// latent plus noise of a level drawn from `[0, video_decoder_noise]` latent stds, or the
     /// DiT's estimate ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's
     /// frames; with [`TrainConfig::video_decoder_code_swap`] that latent may be another
-    /// shape's, the clip's shape code in its first channels.
+    /// shape's, the clip's shape code in its first channels, and with
+    /// [`TrainConfig::video_decoder_code_blur`] its code may be blurred over the cells.
     pub(super) fn video_decoder_loss(
         &self,
         clip: &Clip,
@@ -154,6 +155,13 @@ impl Run<'_> {
             let code = own.narrow(1, 0, SHAPE_CODE)?;
             let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
             Tensor::cat(&[&code, &rest], 1)?
+        } else {
+            z
+        };
+        let blur = self.cfg.video_decoder_code_blur;
+        let z = if blur > 0.0 && uniform(noise.sample(1)[0]) < blur as f64 {
+            let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
+            Tensor::cat(&[&blur_cells(&z.narrow(1, 0, SHAPE_CODE)?)?, &rest], 1)?
         } else {
             z
         };
