@@ -6,8 +6,8 @@ use candle_core as candle;
 
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
-    box_coverage, caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
-    shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
+    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
+    shape_coverage, ClipTruth, Footprint, Scene, Shape, SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -124,7 +124,7 @@ pub struct ClipSampler {
     length_group: u64,
     placement_spread: f32,
     physics_spread: f32,
-    box_shape_code: bool,
+    footprint: Footprint,
 }
 
 impl ClipSampler {
@@ -137,7 +137,7 @@ impl ClipSampler {
             length_group: 1,
             placement_spread: 1.0,
             physics_spread: 1.0,
-            box_shape_code: false,
+            footprint: Footprint::Silhouette,
         }
     }
 
@@ -156,10 +156,10 @@ impl ClipSampler {
         self
     }
 
-    /// Clips' [`Clip::shape_cells`] from each object's bounding box rather than its
-    /// silhouette (see [`TrainConfig::codec_shape_box`](super::TrainConfig::codec_shape_box)).
-    pub fn with_box_shape_code(mut self, on: bool) -> Self {
-        self.box_shape_code = on;
+    /// What clips' [`Clip::shape_cells`] mark of each object: its silhouette or its bounding
+    /// box (see [`TrainConfig::codec_shape_box`](super::TrainConfig::codec_shape_box)).
+    pub fn with_shape_footprint(mut self, footprint: Footprint) -> Self {
+        self.footprint = footprint;
         self
     }
 
@@ -215,11 +215,14 @@ impl ClipSampler {
                 }
             }
         }
-        let coverage = if self.box_shape_code {
-            box_coverage
-        } else {
-            shape_coverage
-        }(&scene, w as usize, h as usize, self.fps as f32, duration);
+        let coverage = shape_coverage(
+            &scene,
+            w as usize,
+            h as usize,
+            self.fps as f32,
+            duration,
+            self.footprint,
+        );
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
             shape_cells: latent_shape_cells(&coverage, n, w as usize, h as usize),
@@ -325,7 +328,8 @@ mod tests {
     #[test]
     fn a_box_shape_code_has_one_footprint_for_every_shape_in_its_own_channel() {
         let cfg = NanoConfig::tiny_for_tests(10);
-        let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (2, 2)).with_box_shape_code(true);
+        let sampler =
+            ClipSampler::new(&cfg, vec![(96, 56)], (2, 2)).with_shape_footprint(Footprint::Box);
         let cells = |shape: Shape| {
             sampler
                 .clip_with(7, 1, 0, |s| {

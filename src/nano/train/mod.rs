@@ -60,7 +60,7 @@ use crate::engine::models::nano::{
 };
 use crate::engine::pipelines::magihuman::SeededNoise;
 use crate::engine::registry::{Registry, MANIFEST_FILE};
-use crate::nano::world::{is_held_out, Scene, Shape};
+use crate::nano::world::{is_held_out, Footprint, Scene, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -386,7 +386,11 @@ pub fn run(
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames)
-        .with_box_shape_code(cfg.codec_shape_box);
+        .with_shape_footprint(if cfg.codec_shape_box {
+            Footprint::Box
+        } else {
+            Footprint::Silhouette
+        });
     let mut run = Run {
         cfg: &cfg,
         model_cfg,

@@ -18,7 +18,7 @@ mod sound;
 pub use caption::{caption, parse_prompt};
 pub use motion::{Impact, Trajectory, GROUND_Y};
 pub use render::{
-    box_coverage, frame_count, ground_truth, render_video, shape_coverage, BBox, ClipTruth, Frame,
+    frame_count, ground_truth, render_video, shape_coverage, BBox, ClipTruth, Footprint, Frame,
     FrameTruth, ObjectTruth,
 };
 pub use rng::SplitMix64;

@@ -301,42 +301,29 @@ pub fn render_video(
         .collect()
 }
 
-/// Per frame, the share of each pixel covered by an object of each shape of [`Shape::ALL`]
-/// (in that order), as `render_video` with the same arguments draws them: `[n, 3, height,
-/// width]`. Where the primary passes in front of the companion both count (capped at 1).
+/// What [`shape_coverage`] marks for each object, in its own shape's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Footprint {
+    /// The pixels its silhouette covers.
+    #[default]
+    Silhouette,
+    /// Its bounding box (the square of its half extent): the same footprint for a ball, a
+    /// square and a triangle at one place and size, so the map says where an object is and
+    /// which shape it is, but not how that shape is drawn.
+    Box,
+}
+
+/// Per frame, the share of each pixel covered by the `footprint` of an object of each shape
+/// of [`Shape::ALL`] (in that order), as `render_video` with the same arguments draws them:
+/// `[n, 3, height, width]`. Where the primary passes in front of the companion both count
+/// (capped at 1).
 pub fn shape_coverage(
     scene: &Scene,
     width: usize,
     height: usize,
     fps: f32,
     duration_s: f32,
-) -> Vec<f32> {
-    coverage_maps(scene, width, height, fps, duration_s, |shape| shape)
-}
-
-/// [`shape_coverage`] with each object's bounding box (the square of its half extent) in
-/// place of its silhouette, still in its own shape's channel: the same footprint for a
-/// ball, a square and a triangle at one place and size, so the map says where an object is
-/// and which shape it is, but not how that shape is drawn.
-pub fn box_coverage(
-    scene: &Scene,
-    width: usize,
-    height: usize,
-    fps: f32,
-    duration_s: f32,
-) -> Vec<f32> {
-    coverage_maps(scene, width, height, fps, duration_s, |_| Shape::Square)
-}
-
-/// Per frame and shape channel, the share of each pixel covered by the `footprint` of each
-/// object of that shape.
-fn coverage_maps(
-    scene: &Scene,
-    width: usize,
-    height: usize,
-    fps: f32,
-    duration_s: f32,
-    footprint: fn(Shape) -> Shape,
+    footprint: Footprint,
 ) -> Vec<f32> {
     let traj = Trajectory::new(scene, duration_s);
     let n = frame_count(fps, duration_s);
@@ -358,7 +345,11 @@ fn coverage_maps(
             for py in ys {
                 for px in xs.clone() {
                     let v = &mut map[py * width + px];
-                    *v = (*v + coverage(footprint(object.shape), cx, cy, half, px, py)).min(1.0);
+                    let drawn = match footprint {
+                        Footprint::Silhouette => object.shape,
+                        Footprint::Box => Shape::Square,
+                    };
+                    *v = (*v + coverage(drawn, cx, cy, half, px, py)).min(1.0);
                 }
             }
         }
