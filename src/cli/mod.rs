@@ -331,6 +331,10 @@ pub enum TrainCommand {
         /// --codec-shape-weight).
         #[arg(long)]
         video_decoder_code_blur: Option<f32>,
+        /// Weight of an adversarial term in the video-decoder stage: a patch critic, trained
+        /// beside the decoder, scores decoded frames against the world's (0: off).
+        #[arg(long)]
+        video_decoder_adversarial: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -707,6 +711,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_code_swap,
                     video_decoder_l1,
                     video_decoder_code_blur,
+                    video_decoder_adversarial,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -766,6 +771,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_l1 = video_decoder_l1.unwrap_or(cfg.video_decoder_l1);
             cfg.video_decoder_code_blur =
                 video_decoder_code_blur.unwrap_or(cfg.video_decoder_code_blur);
+            cfg.video_decoder_adversarial =
+                video_decoder_adversarial.unwrap_or(cfg.video_decoder_adversarial);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {

@@ -492,6 +492,81 @@ fn the_video_decoder_stage_can_take_the_absolute_error() {
 }
 
 #[test]
+fn the_video_critic_trains_against_the_decoder_and_stays_out_of_the_export() {
+    let (a, b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut plain = TrainConfig::smoke(a.path().to_path_buf());
+    plain.codec_steps = 2;
+    plain.dit_steps = 2;
+    plain.audio_decoder_steps = 0;
+    plain.video_decoder_steps = 4;
+    let mut judged = plain.clone();
+    judged.out_dir = b.path().to_path_buf();
+    judged.video_decoder_adversarial = 0.1;
+
+    let mut pixel = [Vec::new(), Vec::new()];
+    let mut critic = Vec::new();
+    let without = run(plain, &Device::Cpu, &mut |p| {
+        if p.stage == Stage::VideoDecoder {
+            assert_eq!((p.loss_critic, p.loss_adversarial), (0.0, 0.0));
+            pixel[0].push(p.loss);
+        }
+    })
+    .expect("run without the critic");
+    let with = run(judged, &Device::Cpu, &mut |p| {
+        if p.stage == Stage::VideoDecoder {
+            pixel[1].push(p.loss);
+            critic.push(p.loss_critic);
+        }
+    })
+    .expect("run with the critic");
+
+    // The reported loss is the pixel loss: the same first step (same decoder, same clip),
+    // after which the adversarial term has moved the decoder elsewhere.
+    assert_eq!(pixel[0][0], pixel[1][0]);
+    assert_ne!(pixel[0][1..], pixel[1][1..]);
+    // The critic's hinge loss starts near 2 (logits near 0 on both sides) and changes as it
+    // learns.
+    assert!((0.5..3.5).contains(&critic[0]), "{critic:?}");
+    assert!(critic.windows(2).any(|w| w[0] != w[1]), "{critic:?}");
+
+    // The export holds the same tensors, the critic in neither; only the decoder differs.
+    let (w1, w2) = (weights(&without.model_dir), weights(&with.model_dir));
+    assert_eq!(
+        w1.keys().collect::<std::collections::BTreeSet<_>>(),
+        w2.keys().collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(!w2.keys().any(|n| n.contains("critic")));
+    for (name, t) in &w1 {
+        let d = max_abs_diff(t, &w2[name]);
+        assert_eq!(
+            d > 0.0,
+            name.starts_with("video_decoder."),
+            "{name} changed by {d}"
+        );
+    }
+    // The checkpoint keeps it, so a resumed stage goes on with the same critic.
+    let ckpt = candle_core::safetensors::load(
+        b.path().join("checkpoint/vars.safetensors"),
+        &Device::Cpu,
+    )
+    .expect("checkpoint");
+    assert!(ckpt.keys().any(|n| n.starts_with("video_critic.")));
+
+    // A negative weight is refused by name.
+    let c = tempfile::tempdir().expect("tempdir");
+    let mut bad = TrainConfig::smoke(c.path().to_path_buf());
+    bad.video_decoder_adversarial = -1.0;
+    let err = run(bad, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    assert!(
+        err.to_string().contains("video_decoder_adversarial"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_text_probe_learns_the_captions_and_stays_out_of_the_export() {
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");

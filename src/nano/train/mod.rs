@@ -25,6 +25,7 @@
 //! checkpoints and export; `adamw.rs`, `ema.rs` and the probes beside.
 
 mod adamw;
+mod critic;
 mod data;
 mod ema;
 mod losses;
@@ -44,6 +45,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 pub use adamw::{AdamW, AdamWParams};
+pub use critic::VideoCritic;
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
 pub use losses::{blur_cells, clip_latents, noised, SHAPE_CODE};
@@ -102,6 +104,11 @@ pub struct Progress {
     pub loss_probe: f32,
     /// The sync probe's weighted loss (not in `loss`); 0 without it.
     pub loss_sync_probe: f32,
+    /// The video critic's hinge loss (0-2 while it is unsure; near 0 when it tells the
+    /// decoded frames apart) and the decoder's adversarial term `-critic(decoded)`, unweighted
+    /// (neither in `loss`); 0 without the critic.
+    pub loss_critic: f32,
+    pub loss_adversarial: f32,
     pub elapsed_s: f64,
 }
 
@@ -156,6 +163,8 @@ struct Run<'a> {
     probe: Option<TextProbe>,
     /// Trained with the DiT when a phase's sync-probe weight is over 0; never exported.
     sync_probe: Option<SyncProbe>,
+    /// Trained against the video decoder when `video_decoder_adversarial > 0`; never exported.
+    critic: Option<VideoCritic>,
     /// A frozen copy of the model as exported (the DiT's average): what the video-decoder
     /// stage's DiT estimates come from ([`TrainConfig::video_decoder_dit_sigma`]).
     exported: Option<Nano>,
@@ -164,7 +173,7 @@ struct Run<'a> {
 
 /// One clip's gradients and its share of the step's losses `[video, audio, text probe, sync
 /// probe]`.
-type ClipGrads = (GradStore, [f32; 4]);
+type ClipGrads = (GradStore, [f32; 6]);
 
 const CHECKPOINT_DIR: &str = "checkpoint";
 const EMA_FILE: &str = "ema.safetensors";
@@ -279,7 +288,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The weights the model exports: the live variables less the probes, the DiT's
+    /// The weights the model exports: the live variables less the probes and the critic, the DiT's
     /// average in place of its live weights.
     fn exported_weights(&self) -> candle::Result<HashMap<String, Tensor>> {
         let mut weights: HashMap<String, Tensor> = {
@@ -287,7 +296,7 @@ impl Run<'_> {
                 candle::Error::Msg("nano train: the variable map lock is poisoned".into())
             })?;
             data.iter()
-                .filter(|(n, _)| !is_probe_var(n))
+                .filter(|(n, _)| !is_probe_var(n) && !is_critic_var(n))
                 .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
                 .collect()
         };
@@ -380,6 +389,12 @@ pub fn run(
     } else {
         None
     };
+    let critic = if cfg.video_decoder_adversarial > 0.0 {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Some(VideoCritic::new(vb.pp(critic::PREFIX))?)
+    } else {
+        None
+    };
     init_vars(&varmap, cfg.seed, cfg.dit_qk_norm_gain)?;
     let sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.latent_frames)
         .with_length_group(cfg.batch)
@@ -411,6 +426,7 @@ pub fn run(
         exported: None,
         probe,
         sync_probe,
+        critic,
         dev,
     };
 
@@ -491,7 +507,7 @@ pub fn run(
             Stage::VideoDecoder => (
                 cfg.video_decoder_steps,
                 cfg.video_decoder_lr,
-                &["video_decoder."],
+                &["video_decoder.", critic::PREFIX],
             ),
         };
         let optional = matches!(stage, Stage::AudioDecoder | Stage::VideoDecoder);
@@ -515,6 +531,8 @@ pub fn run(
         .with_clip_groups(|name| {
             if is_probe_var(name) {
                 2
+            } else if is_critic_var(name) {
+                3
             } else {
                 usize::from(is_audio_codec_var(name))
             }
@@ -549,7 +567,7 @@ pub fn run(
         let basis = dft_basis(256, &run.dev)?;
         while run.state.step < total {
             let step = run.state.step;
-            let (grads, [lv, la, lp, ls]) = run.step_grads(stage, step, &basis)?;
+            let (grads, [lv, la, lp, ls, lc, lg]) = run.step_grads(stage, step, &basis)?;
             let lr = |name: &str| match stage {
                 Stage::Codec if is_audio_codec_var(name) => {
                     lr_at(base_lr, step, cfg.warmup_steps, cfg.audio_codec_steps)
@@ -587,6 +605,8 @@ pub fn run(
                 loss_audio: la,
                 loss_probe: lp,
                 loss_sync_probe: ls,
+                loss_critic: lc,
+                loss_adversarial: lg,
                 elapsed_s,
             });
             session_steps += 1;

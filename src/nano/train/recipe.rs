@@ -120,6 +120,14 @@ pub struct TrainConfig {
     /// `codec_shape_weight`; 0: off, the recipe.
     #[serde(default)]
     pub video_decoder_code_blur: f32,
+    /// Weight of an adversarial term in the video-decoder stage's loss: a patch critic
+    /// ([`super::critic::VideoCritic`], trained beside the decoder at its learning rate, never
+    /// exported) scores each patch of a frame as the world's or the decoder's, and the decoder
+    /// adds this times `-critic(decoded)` to its pixel loss. A pixel loss draws the mean of
+    /// what the latent leaves open (a square's corners rounded to a ball's); the critic makes
+    /// the decoder commit to the shapes the world draws. 0: off, the recipe.
+    #[serde(default)]
+    pub video_decoder_adversarial: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -370,6 +378,7 @@ impl TrainConfig {
             video_decoder_code_swap: 0.0,
             video_decoder_l1: false,
             video_decoder_code_blur: 0.0,
+            video_decoder_adversarial: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -575,6 +584,9 @@ impl TrainConfig {
         if self.video_decoder_code_blur > 0.0 && self.codec_shape_weight <= 0.0 {
             return bad("video_decoder_code_blur blurs the shape code: set codec_shape_weight too");
         }
+        if !(self.video_decoder_adversarial.is_finite() && self.video_decoder_adversarial >= 0.0) {
+            return bad("video_decoder_adversarial must be a weight of at least 0 (0: off)");
+        }
         if !(0.0..=1.0).contains(&self.placement_spread) {
             return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
         }
@@ -680,7 +692,7 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 9] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 10] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
@@ -690,6 +702,7 @@ pub(super) const VIDEO_DECODER_SETTINGS: [&str; 9] = [
     "video_decoder_code_swap",
     "video_decoder_l1",
     "video_decoder_code_blur",
+    "video_decoder_adversarial",
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.

@@ -110,14 +110,16 @@ impl Run<'_> {
     /// DiT's estimate ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's
     /// frames; with [`TrainConfig::video_decoder_code_swap`] that latent may be another
     /// shape's, the clip's shape code in its first channels, and with
-    /// [`TrainConfig::video_decoder_code_blur`] its code may be blurred over the cells.
+    /// [`TrainConfig::video_decoder_code_blur`] its code may be blurred over the cells. With
+    /// the critic ([`TrainConfig::video_decoder_adversarial`]) also the decoder's
+    /// adversarial term and the critic's own loss on these frames (the decoded ones detached).
     pub(super) fn video_decoder_loss(
         &self,
         clip: &Clip,
         step: usize,
         k: usize,
         mut noise: SeededNoise,
-    ) -> candle::Result<Tensor> {
+    ) -> candle::Result<(Tensor, Option<Adversarial>)> {
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: video-decoder stage without latent statistics".into())
         })?;
@@ -167,11 +169,25 @@ impl Run<'_> {
         };
         let y = m.video_decoder.decode(&z)?;
         let wv = self.pixel_weights(clip)?;
-        if self.cfg.video_decoder_l1 {
-            (y - x)?.abs()?.broadcast_mul(&wv)?.mean_all()
+        let pixel = if self.cfg.video_decoder_l1 {
+            (&y - &x)?.abs()?.broadcast_mul(&wv)?.mean_all()?
         } else {
-            weighted_mse(&y, &x, &wv)
-        }
+            weighted_mse(&y, &x, &wv)?
+        };
+        let Some(critic) = &self.critic else {
+            return Ok((pixel, None));
+        };
+        let mask = Tensor::from_slice(
+            &clip.object_mask,
+            (clip.n_frames, 1, clip.height, clip.width),
+            &self.dev,
+        )?;
+        let pw = critic::patch_weights(&mask, self.cfg.codec_object_weight)?;
+        let adversarial = Adversarial {
+            decoder: critic.generator_loss(&y, &pw)?,
+            critic: critic.loss(&x, &y.detach(), &pw)?,
+        };
+        Ok((pixel, Some(adversarial)))
     }
 
     /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
@@ -332,17 +348,19 @@ impl Run<'_> {
     }
 
     /// Gradients of one optimizer step, one store per clip (in clip order), and the step's
-    /// mean losses `[video, audio, text probe, sync probe]`. Clips are rendered and differentiated on
-    /// `cfg.workers` threads; each clip's share of the loss is `1 / batch`.
+    /// mean losses `[video, audio, text probe, sync probe, critic, adversarial]`. Clips are
+    /// rendered and differentiated on `cfg.workers` threads; each clip's share of the loss is
+    /// `1 / batch`.
     pub(super) fn step_grads(
         &self,
         stage: Stage,
         step: usize,
         basis: &(Tensor, Tensor),
-    ) -> candle::Result<(Vec<GradStore>, [f32; 4])> {
+    ) -> candle::Result<(Vec<GradStore>, [f32; 6])> {
         let batch = self.cfg.batch;
         let one = |k: usize| -> candle::Result<ClipGrads> {
             let clip = self.clip(stage, step, k);
+            let mut adversarial = None;
             let ([lv, la], probes) = match stage {
                 Stage::Codec => (
                     self.codec_loss(&clip, step, k, self.noise(0xC0DE_C000, step, k), basis)?,
@@ -356,13 +374,15 @@ impl Run<'_> {
                     ],
                     [None, None],
                 ),
-                Stage::VideoDecoder => (
-                    [
-                        self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?,
-                        Tensor::zeros((), DType::F32, &self.dev)?,
-                    ],
-                    [None, None],
-                ),
+                Stage::VideoDecoder => {
+                    let (pixel, adv) =
+                        self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?;
+                    adversarial = adv;
+                    (
+                        [pixel, Tensor::zeros((), DType::F32, &self.dev)?],
+                        [None, None],
+                    )
+                }
             };
             let mut total = (&lv + &la)?;
             let mut lp = [0f32; 2];
@@ -372,7 +392,23 @@ impl Run<'_> {
                     total = (total + p)?;
                 }
             }
-            let grads = (total / batch as f64)?.backward()?;
+            let mut la_adv = [0f32; 2];
+            if let Some(adv) = &adversarial {
+                total = (total + (&adv.decoder * self.cfg.video_decoder_adversarial as f64)?)?;
+                la_adv = [adv.critic.to_scalar()?, adv.decoder.to_scalar()?];
+            }
+            let mut grads = (total / batch as f64)?.backward()?;
+            if let Some(adv) = &adversarial {
+                // The critic learns from its own loss only: the decoder's term would teach it
+                // to score the decoded frames up.
+                let critic_grads = (&adv.critic / batch as f64)?.backward()?;
+                for (_, var) in vars_with_prefix(&self.varmap, &[critic::PREFIX])? {
+                    grads.remove(var.as_tensor());
+                    if let Some(g) = critic_grads.get(var.as_tensor()) {
+                        grads.insert(var.as_tensor(), g.clone());
+                    }
+                }
+            }
             let n = batch as f32;
             Ok((
                 grads,
@@ -381,6 +417,8 @@ impl Run<'_> {
                     la.to_scalar::<f32>()? / n,
                     lp[0] / n,
                     lp[1] / n,
+                    la_adv[0] / n,
+                    la_adv[1] / n,
                 ],
             ))
         };
@@ -411,7 +449,7 @@ impl Run<'_> {
             out
         });
         let mut grads = Vec::with_capacity(batch);
-        let mut loss = [0f32; 4];
+        let mut loss = [0f32; 6];
         for (_, r) in results {
             let (g, clip_loss) = r?;
             grads.push(g);
@@ -421,4 +459,12 @@ impl Run<'_> {
         }
         Ok((grads, loss))
     }
+}
+
+/// The adversarial pair of one decoded clip ([`TrainConfig::video_decoder_adversarial`]).
+pub(super) struct Adversarial {
+    /// The decoder's term: `-critic(decoded)`, weighted over the patches.
+    decoder: Tensor,
+    /// The critic's hinge loss on the clip's frames against the decoded ones (detached).
+    critic: Tensor,
 }

@@ -125,10 +125,15 @@ pub(super) fn is_temporal_mix_var(name: &str) -> bool {
     name.starts_with("video_decoder.mix_")
 }
 
-/// The video decoder's layers that only the video-decoder stage trains, from the identity:
-/// the temporal mix and the refine blocks (whose `out` convs start at zero).
+/// What only the video-decoder stage trains: the video decoder's temporal mix and refine
+/// blocks (from the identity: their `out` convs start at zero), and the critic.
 pub(super) fn is_decoder_stage_var(name: &str) -> bool {
-    is_temporal_mix_var(name) || name.starts_with("video_decoder.refine.")
+    is_temporal_mix_var(name) || name.starts_with("video_decoder.refine.") || is_critic_var(name)
+}
+
+/// The video critic ([`super::TrainConfig::video_decoder_adversarial`]): never exported.
+pub(super) fn is_critic_var(name: &str) -> bool {
+    name.starts_with(critic::PREFIX)
 }
 
 /// The codecs' variables, without the video-decoder stage's own layers.
