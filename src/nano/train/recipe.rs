@@ -125,7 +125,10 @@ pub struct TrainConfig {
     /// exported) scores each patch of a frame as the world's or the decoder's, and the decoder
     /// adds this times `-critic(decoded)` to its pixel loss. A pixel loss draws the mean of
     /// what the latent leaves open (a square's corners rounded to a ball's); the critic makes
-    /// the decoder commit to the shapes the world draws. 0: off, the recipe.
+    /// the decoder commit to the shapes the world draws. Measured 2026-12-05 at 0.05 on the
+    /// committed weights (1500 steps, lr 1e-3, `video_decoder_dit_sigma` 0.8): 77.5% / 72.0%
+    /// over two eval seeds against 76.4% / 75.3%, squares 1 of 71; the decoder draws dark
+    /// outlines and a faint grid rather than corners. 0: off, the recipe.
     #[serde(default)]
     pub video_decoder_adversarial: f32,
     /// Clips per optimizer step.
