@@ -548,11 +548,9 @@ fn the_video_critic_trains_against_the_decoder_and_stays_out_of_the_export() {
         );
     }
     // The checkpoint keeps it, so a resumed stage goes on with the same critic.
-    let ckpt = candle_core::safetensors::load(
-        b.path().join("checkpoint/vars.safetensors"),
-        &Device::Cpu,
-    )
-    .expect("checkpoint");
+    let ckpt =
+        candle_core::safetensors::load(b.path().join("checkpoint/vars.safetensors"), &Device::Cpu)
+            .expect("checkpoint");
     assert!(ckpt.keys().any(|n| n.starts_with("video_critic.")));
 
     // A negative weight is refused by name.

@@ -82,8 +82,7 @@ fn weighted_mean(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// Per-patch weights `[n, 1, H/4, W/4]` from a per-pixel object mask `[n, 1, H, W]` (0 or 1):
 /// `1 + extra * (share of the patch an object covers)`, scaled to mean 1.
 pub fn patch_weights(object_mask: &Tensor, extra: f32) -> Result<Tensor> {
-    let w = (object_mask.avg_pool2d(PATCH)? * extra as f64)? + 1.0;
-    let w = w?;
+    let w = object_mask.avg_pool2d(PATCH)?.affine(extra as f64, 1.0)?;
     let mean = w.mean_all()?;
     w.broadcast_div(&mean)
 }
@@ -149,7 +148,10 @@ mod tests {
         // It now scores the square above the disc, so the decoder's loss is lower for it.
         let g_real = critic.generator_loss(&real, &w)?.to_scalar::<f32>()?;
         let g_fake = critic.generator_loss(&fake, &w)?.to_scalar::<f32>()?;
-        assert!(g_real < g_fake, "generator loss square {g_real}, disc {g_fake}");
+        assert!(
+            g_real < g_fake,
+            "generator loss square {g_real}, disc {g_fake}"
+        );
         Ok(())
     }
 }

@@ -22,7 +22,7 @@
 //! Files: `recipe.rs` the settings and the resume check, `data.rs` the clips, `step.rs` each
 //! stage's loss on a clip and one step's gradients, `losses.rs` the terms those losses are
 //! made of, `vars.rs` initial values and loading by name, this file the stages' loop (`run`),
-//! checkpoints and export; `adamw.rs`, `ema.rs` and the probes beside.
+//! checkpoints and export; `adamw.rs`, `ema.rs`, the probes and the video critic beside.
 
 mod adamw;
 mod critic;
