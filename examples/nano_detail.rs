@@ -31,7 +31,9 @@ use candle_nn::VarBuilder;
 use happyhorse::engine::models::nano::{self, Nano, NanoConfig, NanoTokenizer};
 use happyhorse::engine::pipelines::magihuman::SeededNoise;
 use happyhorse::nano::analyze::analyze_video;
-use happyhorse::nano::train::{blur_cells, clip_latents, noised, Clip, ClipSampler, SHAPE_CODE};
+use happyhorse::nano::train::{
+    blur_cells, clip_latents, levels_below, noised, Clip, ClipSampler, SHAPE_CODE,
+};
 use happyhorse::nano::world::{Frame, Shape};
 
 /// Clips are drawn from a stream the recipe never trains on.
@@ -58,24 +60,6 @@ fn picture(m: &Nano, zv: &Tensor, clip: &Clip) -> Result<Vec<Frame>> {
             rgb: rgb[i * size..(i + 1) * size].to_vec(),
         })
         .collect())
-}
-
-/// The sampler's noise levels below `sigma0`: `steps` levels of the shifted schedule on
-/// `[0, 1]`, those under `sigma0` kept, `sigma0` first and 0 last (no step from 0).
-fn schedule(sigma0: f32, steps: usize, shift: f64) -> Vec<f32> {
-    if sigma0 <= 0.0 {
-        return vec![0.0];
-    }
-    let mut out = vec![sigma0];
-    for i in 1..steps {
-        let u = 1.0 - i as f64 / steps as f64;
-        let s = (shift * u / (1.0 + (shift - 1.0) * u)) as f32;
-        if s < sigma0 - 1e-4 {
-            out.push(s);
-        }
-    }
-    out.push(0.0);
-    out
 }
 
 #[derive(Default, Clone, Copy)]
@@ -267,7 +251,7 @@ fn main() -> Result<()> {
             let mut noise = SeededNoise::new(1000 + i as u64);
             let (mut xv, _) = noised(&zv, sigma0 as f64, &mut noise)?;
             let (mut xa, _) = noised(&za, sigma0 as f64, &mut noise)?;
-            let levels = schedule(sigma0, steps, shift);
+            let levels = levels_below(sigma0, steps, shift);
             for (j, pair) in levels.windows(2).enumerate() {
                 let (s, next) = (pair[0], pair[1]);
                 let (mut v, mut a) = m.velocity(&xv, &xa, &txt, ids.len(), s)?;

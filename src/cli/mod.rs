@@ -319,6 +319,10 @@ pub enum TrainCommand {
         /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
         #[arg(long)]
         video_decoder_dit_sigma: Option<f32>,
+        /// With --video-decoder-dit-sigma: decode the DiT's whole walk from that level down the
+        /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
+        #[arg(long)]
+        video_decoder_dit_walk: Option<bool>,
         /// The share (0 to 1) of the video-decoder stage's clips decoded from another shape's
         /// latent carrying the clip's shape code (needs --codec-shape-weight).
         #[arg(long)]
@@ -708,6 +712,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_refine,
                     video_decoder_dit_sigma,
+                    video_decoder_dit_walk,
                     video_decoder_code_swap,
                     video_decoder_l1,
                     video_decoder_code_blur,
@@ -766,6 +771,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_refine = video_decoder_refine.unwrap_or(cfg.video_decoder_refine);
             cfg.video_decoder_dit_sigma =
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
+            cfg.video_decoder_dit_walk =
+                video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
             cfg.video_decoder_code_swap =
                 video_decoder_code_swap.unwrap_or(cfg.video_decoder_code_swap);
             cfg.video_decoder_l1 = video_decoder_l1.unwrap_or(cfg.video_decoder_l1);

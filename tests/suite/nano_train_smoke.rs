@@ -454,6 +454,32 @@ fn the_video_decoder_stage_decodes_the_dits_estimates_when_asked() {
 }
 
 #[test]
+fn the_video_decoder_stage_can_decode_the_dits_walk_from_a_level() {
+    let walk = |sigma| {
+        first_video_decoder_loss_with(sigma, |cfg| {
+            cfg.codec_shape_weight = 0.0;
+            cfg.video_decoder_dit_walk = true;
+        })
+    };
+    // From a level near 0 the walk is one step of almost nothing: the clip's own latent.
+    let near_clean = walk(1e-6);
+    // From pure noise it is the (barely trained) DiT's sample: another latent, another loss
+    // (which side of the first depends on how far the tiny codec and DiT have come).
+    let sampled = walk(1.0);
+    assert!(near_clean.is_finite() && sampled.is_finite());
+    assert!(
+        (sampled - near_clean).abs() > 0.02 * near_clean,
+        "{near_clean} vs {sampled}"
+    );
+    // The walk is from video_decoder_dit_sigma: refused without it, by name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.video_decoder_dit_walk = true;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    assert!(err.to_string().contains("video_decoder_dit_sigma"), "{err}");
+}
+
+#[test]
 fn the_video_decoder_stage_can_decode_another_shapes_latent_under_the_clips_shape_code() {
     let coded = |swap: f32| {
         move |cfg: &mut TrainConfig| {

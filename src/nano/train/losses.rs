@@ -128,6 +128,25 @@ pub fn noised(z: &Tensor, sigma: f64, noise: &mut SeededNoise) -> candle::Result
     Ok((((z * (1.0 - sigma))? + (&e * sigma)?)?, e))
 }
 
+/// The sampler's noise levels from `sigma0` down: `sigma0`, then the levels of the `steps`-step
+/// schedule shifted by `shift` that are under it, then 0 (`[0]` alone for `sigma0` 0). The
+/// walk the DiT takes from a clip noised to `sigma0`, as its sampler would from there.
+pub fn levels_below(sigma0: f32, steps: usize, shift: f64) -> Vec<f32> {
+    if sigma0 <= 0.0 {
+        return vec![0.0];
+    }
+    let mut out = vec![sigma0];
+    for i in 1..steps {
+        let u = 1.0 - i as f64 / steps as f64;
+        let s = (shift * u / (1.0 + (shift - 1.0) * u)) as f32;
+        if s < sigma0 - 1e-4 {
+            out.push(s);
+        }
+    }
+    out.push(0.0);
+    out
+}
+
 /// L1 between log-magnitude spectra (256-sample Hann frames, no overlap).
 pub(super) fn spectral_l1(
     pred: &Tensor,
@@ -252,6 +271,24 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_from_a_level_is_the_tail_of_the_samplers_schedule() {
+        // 8 steps at shift 3: 1, 0.955, 0.9, 0.833, 0.75, 0.643, 0.5, 0.3, then 0.
+        let full = levels_below(1.0, 8, 3.0);
+        assert_eq!(full.len(), 9, "{full:?}");
+        assert_eq!((full[0], full[8]), (1.0, 0.0));
+        assert!(
+            (full[6] - 0.5).abs() < 1e-6 && (full[7] - 0.3).abs() < 1e-6,
+            "{full:?}"
+        );
+        assert!(full.windows(2).all(|w| w[0] > w[1]), "{full:?}");
+        // From 0.6 the walk starts there and takes the schedule's levels under it.
+        assert_eq!(levels_below(0.6, 8, 3.0), vec![0.6, 0.5, 0.3, 0.0]);
+        // From a level on the schedule, that level once.
+        assert_eq!(levels_below(0.5, 8, 3.0), vec![0.5, 0.3, 0.0]);
+        assert_eq!(levels_below(0.0, 8, 3.0), vec![0.0]);
+    }
 
     #[test]
     fn blurring_the_cells_spreads_a_lit_cell_keeps_a_flat_plane_and_the_channels_apart() {

@@ -48,7 +48,7 @@ pub use adamw::{AdamW, AdamWParams};
 pub use critic::VideoCritic;
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
-pub use losses::{blur_cells, clip_latents, noised, SHAPE_CODE};
+pub use losses::{blur_cells, clip_latents, levels_below, noised, SHAPE_CODE};
 pub use probe::TextProbe;
 pub use recipe::TrainConfig;
 pub use sync_probe::SyncProbe;
@@ -241,6 +241,8 @@ impl Run<'_> {
             Stage::Codec => (1u64, &self.codec_sampler),
             Stage::Dit => (2u64, &self.sampler),
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
+            // The DiT's walks put the objects where the DiT learned them: its own clips.
+            Stage::VideoDecoder if self.cfg.video_decoder_dit_walk => (7u64, &self.sampler),
             Stage::VideoDecoder => (6u64, &self.codec_sampler),
         };
         sampler.clip_with(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64, edit)

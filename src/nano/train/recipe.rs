@@ -96,6 +96,13 @@ pub struct TrainConfig {
     /// the DiT means rather than what it blurs. 0: off, the recipe.
     #[serde(default)]
     pub video_decoder_dit_sigma: f32,
+    /// With `video_decoder_dit_sigma`: the DiT's estimate is its whole walk from the drawn
+    /// level down the sampler's schedule (Euler, with the sampler's guidance), as its samples
+    /// are made, rather than its one-step guess; and the stage's clips are the DiT's own
+    /// (its placements and timings), so that a walk from pure noise lands where its clip is.
+    /// The decoder learns what the DiT's finished latents mean. false: the one-step guess.
+    #[serde(default)]
+    pub video_decoder_dit_walk: bool,
     /// The share of the video-decoder stage's clips whose latent, but for the shape code,
     /// comes from the same scene with another shape (a ball's latent with a square's code),
     /// paired with the frames the code names. The decoder then has to draw the shape the
@@ -378,6 +385,7 @@ impl TrainConfig {
             video_decoder_temporal_mix: false,
             video_decoder_refine: false,
             video_decoder_dit_sigma: 0.0,
+            video_decoder_dit_walk: false,
             video_decoder_code_swap: 0.0,
             video_decoder_l1: false,
             video_decoder_code_blur: 0.0,
@@ -563,6 +571,12 @@ impl TrainConfig {
                  and 1 (the DiT's estimate from pure noise)",
             );
         }
+        if self.video_decoder_dit_walk && self.video_decoder_dit_sigma <= 0.0 {
+            return bad(
+                "video_decoder_dit_walk walks the DiT down from video_decoder_dit_sigma: \
+                 set it above 0 too",
+            );
+        }
         if self.video_decoder_from.is_some() {
             if self.video_decoder_steps == 0 {
                 return bad("video_decoder_from trains the video-decoder stage only: \
@@ -695,13 +709,14 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 3] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 10] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 11] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_refine",
     "video_decoder_dit_sigma",
+    "video_decoder_dit_walk",
     "video_decoder_code_swap",
     "video_decoder_l1",
     "video_decoder_code_blur",

@@ -135,7 +135,11 @@ impl Run<'_> {
         let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
             .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
         let z = if let Some(sigma) = dit_sigma {
-            self.dit_video_estimate(source, lat, sigma, &mut noise)?
+            if self.cfg.video_decoder_dit_walk {
+                self.dit_video_walk(source, lat, sigma, &mut noise)?
+            } else {
+                self.dit_video_estimate(source, lat, sigma, &mut noise)?
+            }
         } else {
             let z = m
                 .video_encoder
@@ -211,6 +215,44 @@ impl Run<'_> {
         let (v, _) = m.velocity(&xv, &xa, &txt, ids.len(), sigma as f32)?;
         let z0 = (xv - (v * sigma)?)?.detach();
         nano::denormalize(&z0, &lat.video_mean, &lat.video_std, 1)
+    }
+
+    /// The DiT's walk from `clip`'s latents noised to `sigma0` down the sampler's schedule
+    /// (Euler, classifier-free guidance on the sampler's first steps at its scales), at the
+    /// encoder's scale and detached ([`TrainConfig::video_decoder_dit_walk`]).
+    pub(super) fn dit_video_walk(
+        &self,
+        clip: &Clip,
+        lat: &LatentStats,
+        sigma0: f64,
+        noise: &mut SeededNoise,
+    ) -> candle::Result<Tensor> {
+        let m = self.exported.as_ref().unwrap_or(&self.model);
+        let s = &self.model_cfg.sampler;
+        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
+        let (mut xv, _) = noised(&zv, sigma0, noise)?;
+        let (mut xa, _) = noised(&za, sigma0, noise)?;
+        let max_len = self.model_cfg.text.max_len;
+        let ids = self.tokenizer.encode(&clip.caption, max_len)?;
+        let txt = m.text_encoder.forward(&ids)?;
+        let null_ids = self.tokenizer.encode("", max_len)?;
+        let null = m.text_encoder.forward(&null_ids)?;
+        let levels = levels_below(sigma0 as f32, s.steps, s.shift);
+        let guided = s.cfg_steps.unwrap_or(usize::MAX);
+        for (j, pair) in levels.windows(2).enumerate() {
+            let (sigma, next) = (pair[0], pair[1]);
+            let (mut v, mut a) = m.velocity(&xv, &xa, &txt, ids.len(), sigma)?;
+            // The sampler's step index of this level: the walk is the schedule's tail.
+            let index = (s.steps + j).saturating_sub(levels.len() - 1);
+            if index < guided && (s.guidance_video != 1.0 || s.guidance_audio != 1.0) {
+                let (nv, na) = m.velocity(&xv, &xa, &null, null_ids.len(), sigma)?;
+                v = (&nv + ((&v - &nv)? * s.guidance_video)?)?;
+                a = (&na + ((&a - &na)? * s.guidance_audio)?)?;
+            }
+            xv = (&xv + (&v * (next - sigma) as f64)?)?.detach();
+            xa = (&xa + (&a * (next - sigma) as f64)?)?.detach();
+        }
+        nano::denormalize(&xv, &lat.video_mean, &lat.video_std, 1)
     }
 
     /// How far the decoded `za` is from the clip's sound: waveform, spectrum and loudness
