@@ -100,7 +100,9 @@ pub struct TrainConfig {
     /// level down the sampler's schedule (Euler, with the sampler's guidance), as its samples
     /// are made, rather than its one-step guess; and the stage's clips are the DiT's own
     /// (its placements and timings), so that a walk from pure noise lands where its clip is.
-    /// The decoder learns what the DiT's finished latents mean. false: the one-step guess.
+    /// The decoder learns what the DiT's finished latents mean. Measured 2026-12-05 on the
+    /// committed weights (σ up to 1, 1500 steps, lr 1e-3): 76.4% / 75.0% over two eval seeds
+    /// against 76.4% / 75.3%, squares 4 of 71. false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
     /// The share of the video-decoder stage's clips whose latent, but for the shape code,
