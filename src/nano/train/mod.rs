@@ -172,7 +172,7 @@ struct Run<'a> {
 }
 
 /// One clip's gradients and its share of the step's losses `[video, audio, text probe, sync
-/// probe]`.
+/// probe, critic, adversarial]`.
 type ClipGrads = (GradStore, [f32; 6]);
 
 const CHECKPOINT_DIR: &str = "checkpoint";
@@ -290,8 +290,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The weights the model exports: the live variables less the probes and the critic, the DiT's
-    /// average in place of its live weights.
+    /// The weights the model exports: the live variables less the probes and the critic, the
+    /// DiT's average in place of its live weights.
     fn exported_weights(&self) -> candle::Result<HashMap<String, Tensor>> {
         let mut weights: HashMap<String, Tensor> = {
             let data = self.varmap.data().lock().map_err(|_| {
