@@ -135,11 +135,7 @@ impl Run<'_> {
         let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
             .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
         let z = if let Some(sigma) = dit_sigma {
-            if self.cfg.video_decoder_dit_walk {
-                self.dit_video_walk(source, lat, sigma, &mut noise)?
-            } else {
-                self.dit_video_estimate(source, lat, sigma, &mut noise)?
-            }
+            self.dit_video_estimate(source, lat, sigma, &mut noise)?
         } else {
             let z = m
                 .video_encoder
@@ -194,33 +190,12 @@ impl Run<'_> {
         Ok((pixel, Some(adversarial)))
     }
 
-    /// The DiT's one-step estimate of `clip`'s video latent, at the encoder's scale and
-    /// detached ([`TrainConfig::video_decoder_dit_sigma`]): the clip's latents noised to
-    /// `sigma`, denoised in one step with its caption.
+    /// The DiT's estimate of `clip`'s video latent from its latents noised to `sigma0`, at the
+    /// encoder's scale and detached ([`TrainConfig::video_decoder_dit_sigma`]): its one-step
+    /// guess `x - sigma0 v` with the caption, or with [`TrainConfig::video_decoder_dit_walk`]
+    /// its walk down the sampler's schedule from there (Euler, classifier-free guidance on the
+    /// sampler's first steps at its scales). The guess is the walk's first step alone, unguided.
     pub(super) fn dit_video_estimate(
-        &self,
-        clip: &Clip,
-        lat: &LatentStats,
-        sigma: f64,
-        noise: &mut SeededNoise,
-    ) -> candle::Result<Tensor> {
-        let m = self.exported.as_ref().unwrap_or(&self.model);
-        let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
-        let (xv, _) = noised(&zv, sigma, noise)?;
-        let (xa, _) = noised(&za, sigma, noise)?;
-        let ids = self
-            .tokenizer
-            .encode(&clip.caption, self.model_cfg.text.max_len)?;
-        let txt = m.text_encoder.forward(&ids)?;
-        let (v, _) = m.velocity(&xv, &xa, &txt, ids.len(), sigma as f32)?;
-        let z0 = (xv - (v * sigma)?)?.detach();
-        nano::denormalize(&z0, &lat.video_mean, &lat.video_std, 1)
-    }
-
-    /// The DiT's walk from `clip`'s latents noised to `sigma0` down the sampler's schedule
-    /// (Euler, classifier-free guidance on the sampler's first steps at its scales), at the
-    /// encoder's scale and detached ([`TrainConfig::video_decoder_dit_walk`]).
-    pub(super) fn dit_video_walk(
         &self,
         clip: &Clip,
         lat: &LatentStats,
@@ -235,17 +210,30 @@ impl Run<'_> {
         let max_len = self.model_cfg.text.max_len;
         let ids = self.tokenizer.encode(&clip.caption, max_len)?;
         let txt = m.text_encoder.forward(&ids)?;
-        let null_ids = self.tokenizer.encode("", max_len)?;
-        let null = m.text_encoder.forward(&null_ids)?;
-        let levels = levels_below(sigma0 as f32, s.steps, s.shift);
-        let guided = s.cfg_steps.unwrap_or(usize::MAX);
+        let unguided = s.guidance_video == 1.0 && s.guidance_audio == 1.0;
+        // The levels walked, and how many of the sampler's first steps are guided.
+        let (levels, guided_steps) = match self.cfg.video_decoder_dit_walk {
+            true if unguided => (levels_below(sigma0 as f32, s.steps, s.shift), 0),
+            true => (
+                levels_below(sigma0 as f32, s.steps, s.shift),
+                s.cfg_steps.unwrap_or(usize::MAX),
+            ),
+            false => (vec![sigma0 as f32, 0.0], 0),
+        };
+        // The empty caption, CFG's negative, only where a step is guided.
+        let null = if guided_steps > 0 {
+            let ids = self.tokenizer.encode("", max_len)?;
+            Some((m.text_encoder.forward(&ids)?, ids.len()))
+        } else {
+            None
+        };
         for (j, pair) in levels.windows(2).enumerate() {
             let (sigma, next) = (pair[0], pair[1]);
             let (mut v, mut a) = m.velocity(&xv, &xa, &txt, ids.len(), sigma)?;
             // The sampler's step index of this level: the walk is the schedule's tail.
             let index = (s.steps + j).saturating_sub(levels.len() - 1);
-            if index < guided && (s.guidance_video != 1.0 || s.guidance_audio != 1.0) {
-                let (nv, na) = m.velocity(&xv, &xa, &null, null_ids.len(), sigma)?;
+            if let Some((null, null_len)) = null.as_ref().filter(|_| index < guided_steps) {
+                let (nv, na) = m.velocity(&xv, &xa, null, *null_len, sigma)?;
                 v = (&nv + ((&v - &nv)? * s.guidance_video)?)?;
                 a = (&na + ((&a - &na)? * s.guidance_audio)?)?;
             }
