@@ -297,6 +297,15 @@ pub enum TrainCommand {
         /// Largest latent noise of the audio-decoder stage, in latent stds.
         #[arg(long)]
         audio_decoder_noise: Option<f32>,
+        /// Whether the audio decoder also reads the video latent (a cue trained in the
+        /// audio-decoder stage only, so that hits can sound where the picture's contacts
+        /// are): true or false.
+        #[arg(long)]
+        audio_decoder_video_cue: Option<bool>,
+        /// With the cue, the share (0 to 1) of the audio-decoder stage's clips whose sound
+        /// latent is rolled in time, so that only the picture tells when the hits are.
+        #[arg(long)]
+        audio_decoder_cue_shift: Option<f32>,
         /// Steps of a stage after that one that trains the video decoder alone on noised
         /// latents; rerun a finished run with it to extend that run.
         #[arg(long)]
@@ -396,6 +405,11 @@ pub enum TrainCommand {
         /// train the video-decoder stage only (with --video-decoder-steps).
         #[arg(long)]
         video_decoder_from: Option<PathBuf>,
+        /// Start from every weight of this finished model folder (e.g. models/nano) and
+        /// train the audio-decoder stage (with --audio-decoder-steps; then the video-decoder
+        /// stage if --video-decoder-steps is set).
+        #[arg(long)]
+        audio_decoder_from: Option<PathBuf>,
         /// Train on the first GPU (needs a build with --features cuda or metal). Same recipe,
         /// same data; the floating-point sums differ, so the weights match a CPU run's in
         /// quality, not bit for bit.
@@ -706,6 +720,8 @@ pub fn run(cli: Cli) -> CliResult {
                     audio_decoder_steps,
                     audio_decoder_lr,
                     audio_decoder_noise,
+                    audio_decoder_video_cue,
+                    audio_decoder_cue_shift,
                     video_decoder_steps,
                     video_decoder_lr,
                     video_decoder_noise,
@@ -732,6 +748,7 @@ pub fn run(cli: Cli) -> CliResult {
                     stop_after,
                     codecs_from,
                     video_decoder_from,
+                    audio_decoder_from,
                     gpu,
                 },
         } => {
@@ -763,6 +780,10 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);
+            cfg.audio_decoder_video_cue =
+                audio_decoder_video_cue.unwrap_or(cfg.audio_decoder_video_cue);
+            cfg.audio_decoder_cue_shift =
+                audio_decoder_cue_shift.unwrap_or(cfg.audio_decoder_cue_shift);
             cfg.video_decoder_steps = video_decoder_steps.unwrap_or(cfg.video_decoder_steps);
             cfg.video_decoder_lr = video_decoder_lr.unwrap_or(cfg.video_decoder_lr);
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
@@ -805,6 +826,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             cfg.video_decoder_from = video_decoder_from.or(cfg.video_decoder_from);
+            cfg.audio_decoder_from = audio_decoder_from.or(cfg.audio_decoder_from);
             tools::train_nano(cfg, gpu)
         }
     }

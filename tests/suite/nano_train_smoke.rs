@@ -410,6 +410,104 @@ fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_wit
     assert!(err.contains("--video-decoder-refine true"), "{err}");
 }
 
+#[test]
+fn an_audio_decoder_that_hears_the_picture_trains_from_a_finished_model_and_generates() {
+    let (a, b, c) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut cfg = TrainConfig::smoke(a.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
+    let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
+
+    // The cue without the audio-decoder stage to train it, and the roll without the cue,
+    // are refused by name.
+    let mut cued = cfg.clone();
+    cued.out_dir = b.path().to_path_buf();
+    cued.audio_decoder_from = Some(done.model_dir.clone());
+    let err = run(cued.clone(), &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set audio_decoder_steps"), "{err}");
+    cued.audio_decoder_steps = 6;
+    cued.audio_decoder_cue_shift = 0.5;
+    let err = run(cued.clone(), &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set audio_decoder_video_cue"), "{err}");
+
+    cued.audio_decoder_video_cue = true;
+    let mut stages = Vec::new();
+    let heard = run(cued.clone(), &Device::Cpu, &mut |p| {
+        assert!(p.loss.is_finite(), "{}", p.loss);
+        stages.push(p.stage)
+    })
+    .expect("audio-decoder stage from the model");
+    assert_eq!(stages, vec![Stage::AudioDecoder; 6]);
+
+    let (w0, w1) = (weights(&done.model_dir), weights(&heard.model_dir));
+    // The cue is new (12 tensors), trained from zero; nothing but the audio decoder moved.
+    let cue: Vec<&String> = w1
+        .keys()
+        .filter(|n| n.starts_with("audio_decoder.cue."))
+        .collect();
+    assert_eq!(cue.len(), 12, "{cue:?}");
+    assert_eq!(w0.len() + 12, w1.len());
+    for name in cue
+        .iter()
+        .filter(|n| n.contains(".out.") || n.contains(".context."))
+    {
+        let zero = w1[*name].zeros_like().expect("zeros");
+        assert!(
+            max_abs_diff(&w1[*name], &zero) > 0.0,
+            "{name} did not train"
+        );
+    }
+    for (name, t) in &w0 {
+        let d = max_abs_diff(t, &w1[name]);
+        assert_eq!(
+            d > 0.0,
+            name.starts_with("audio_decoder."),
+            "{name} changed by {d}"
+        );
+    }
+    let config = std::fs::read_to_string(heard.model_dir.join("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["audio"]["video_cue"], true);
+
+    // The exported model generates with it: the decoder reads the sampled picture.
+    let pipe = NanoPipeline::load(&heard.model_dir, &Device::Cpu).expect("exported model loads");
+    let clip = pipe
+        .generate(
+            "a red ball bouncing",
+            32,
+            24,
+            8,
+            1.0,
+            1,
+            2,
+            1.0,
+            &mut |_, _| ControlFlow::Continue(()),
+        )
+        .expect("generates");
+    assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
+    assert!(!clip.audio.is_empty() && clip.audio.iter().all(|x| x.is_finite()));
+
+    // A run from that model without the cue is refused rather than dropping it.
+    cued.out_dir = c.path().to_path_buf();
+    cued.audio_decoder_from = Some(heard.model_dir.clone());
+    cued.audio_decoder_video_cue = false;
+    cued.audio_decoder_cue_shift = 0.0;
+    let err = run(cued, &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--audio-decoder-video-cue true"), "{err}");
+}
+
 /// The video-decoder stage's first loss of a short run whose stage decodes the DiT's estimates
 /// from noise levels up to `dit_sigma` (0: the encoder's latents, noise 0).
 fn first_video_decoder_loss(dit_sigma: f32) -> f32 {

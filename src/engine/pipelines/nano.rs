@@ -414,8 +414,9 @@ impl NanoPipeline {
         let cfg = &self.model.cfg;
         let native = cfg.native_fps;
         let n_native = ((duration_s * native as f32).round() as usize).max(1);
-        let frames = self.model.video_decoder.decode(zv)?; // [4(T-1)+1, 3, H, W]
-        let frames = ((frames.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
+        // [4(T-1)+1, 3, H, W], as they are shown; a decoder with the cue sees them.
+        let shown = self.model.video_decoder.decode(zv)?.clamp(-1.0, 1.0)?;
+        let frames = ((&shown + 1.0)? * 127.5)?
             .round()?
             .permute((0, 2, 3, 1))?
             .to_dtype(DType::U8)?;
@@ -434,7 +435,11 @@ impl NanoPipeline {
             .to_vec1::<u8>()?;
 
         let n_samples = (duration_s * cfg.sample_rate as f32).round() as usize;
-        let audio = self.model.audio_decoder.decode(za)?.clamp(-1.0, 1.0)?;
+        let audio = self
+            .model
+            .audio_decoder
+            .decode(za, Some(&shown))?
+            .clamp(-1.0, 1.0)?;
         let audio = audio
             .narrow(0, 0, n_samples.min(audio.dim(0)?))?
             .to_device(&Device::Cpu)?

@@ -248,6 +248,17 @@ pub(super) fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Resu
     Tensor::from_vec(noise.sample(like.elem_count()), like.shape(), like.device())
 }
 
+/// `z` `[1, N, C]` rolled forward in time by `by` frames (circularly): frame `i` moves to
+/// `(i + by) % N`.
+pub(super) fn roll_frames(z: &Tensor, by: usize) -> candle::Result<Tensor> {
+    let n = z.dim(1)?;
+    let by = by % n.max(1);
+    if by == 0 {
+        return Ok(z.clone());
+    }
+    Tensor::cat(&[z.narrow(1, n - by, by)?, z.narrow(1, 0, n - by)?], 1)
+}
+
 /// A standard gaussian draw turned into a uniform one in [0, 1] (its CDF).
 pub(super) fn uniform(gaussian: f32) -> f64 {
     0.5 * (1.0 + libm_erf(gaussian as f64 / std::f64::consts::SQRT_2))
@@ -271,6 +282,24 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rolling_moves_every_frame_forward_and_wraps_the_last_ones_round() {
+        let z = Tensor::arange(0f32, 8.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4, 2))
+            .unwrap();
+        let frames = |t: &Tensor| t.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(
+            frames(&roll_frames(&z, 1).unwrap()),
+            [[6.0, 7.0], [0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+        );
+        assert_eq!(frames(&roll_frames(&z, 4).unwrap()), frames(&z));
+        assert_eq!(
+            frames(&roll_frames(&z, 3).unwrap()),
+            frames(&roll_frames(&z, 7).unwrap())
+        );
+    }
 
     #[test]
     fn the_walk_from_a_level_is_the_tail_of_the_samplers_schedule() {

@@ -58,7 +58,8 @@ use recipe::*;
 use vars::*;
 
 use crate::engine::models::nano::{
-    self, LatentStats, Nano, NanoConfig, NanoTokenizer, VideoCodecConfig,
+    self, AudioCodecConfig, LatentStats, Nano, NanoConfig, NanoTokenizer, VideoCodecConfig,
+    VideoCue,
 };
 use crate::engine::pipelines::magihuman::SeededNoise;
 use crate::engine::registry::{Registry, MANIFEST_FILE};
@@ -165,6 +166,9 @@ struct Run<'a> {
     sync_probe: Option<SyncProbe>,
     /// Trained against the video decoder when `video_decoder_adversarial > 0`; never exported.
     critic: Option<VideoCritic>,
+    /// Trained with the audio decoder's video cue: which pixel frames a hit sounds in, read
+    /// from the cue's features ([`TrainConfig::audio_decoder_video_cue`]); never exported.
+    cue_probe: Option<SyncProbe>,
     /// A frozen copy of the model as exported (the DiT's average): what the video-decoder
     /// stage's DiT estimates come from ([`TrainConfig::video_decoder_dit_sigma`]).
     exported: Option<Nano>,
@@ -240,6 +244,8 @@ impl Run<'_> {
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
             Stage::Dit => (2u64, &self.sampler),
+            // The cue learns the contacts the DiT draws, over the DiT's longer clips.
+            Stage::AudioDecoder if self.cfg.audio_decoder_video_cue => (8u64, &self.sampler),
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
             // The DiT's walks put the objects where the DiT learned them: its own clips.
             Stage::VideoDecoder if self.cfg.video_decoder_dit_walk => (7u64, &self.sampler),
@@ -368,6 +374,7 @@ pub fn run(
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
     model_cfg.video.refine = cfg.video_decoder_refine;
+    model_cfg.audio.video_cue = cfg.audio_decoder_video_cue;
     if cfg.dit_clock {
         model_cfg = model_cfg.with_clock();
     }
@@ -394,6 +401,15 @@ pub fn run(
     let critic = if cfg.video_decoder_adversarial > 0.0 {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         Some(VideoCritic::new(vb.pp(critic::PREFIX))?)
+    } else {
+        None
+    };
+    let cue_probe = if cfg.audio_decoder_video_cue {
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Some(SyncProbe::new(
+            VideoCue::FEATURES,
+            vb.pp(sync_probe::CUE_PREFIX),
+        )?)
     } else {
         None
     };
@@ -428,6 +444,7 @@ pub fn run(
         exported: None,
         probe,
         sync_probe,
+        cue_probe,
         critic,
         dev,
     };
@@ -458,7 +475,9 @@ pub fn run(
             &run.ckpt("vars.safetensors"),
             // A restart phase may add the sync probe to a run trained without it.
             &|name| {
-                (before_mix && is_decoder_stage_var(name)) || name.starts_with(sync_probe::PREFIX)
+                (before_mix && is_decoder_stage_var(name))
+                    || name.starts_with(sync_probe::PREFIX)
+                    || name.starts_with(sync_probe::CUE_PREFIX)
             },
             "this run folder was written by a Nano of another layout (runs from before \
              2026-12-02's progress channel have one DiT input channel fewer); train into a \
@@ -470,6 +489,9 @@ pub fn run(
     } else if let Some(dir) = &cfg.video_decoder_from {
         run.state.latent = Some(load_model(&run.varmap, &run.model_cfg, dir)?);
         run.state.stage = Stage::VideoDecoder;
+    } else if let Some(dir) = &cfg.audio_decoder_from {
+        run.state.latent = Some(load_model(&run.varmap, &run.model_cfg, dir)?);
+        run.state.stage = Stage::AudioDecoder;
     }
 
     let started = Instant::now();
@@ -504,7 +526,7 @@ pub fn run(
             Stage::AudioDecoder => (
                 cfg.audio_decoder_steps,
                 cfg.audio_decoder_lr,
-                &["audio_decoder."],
+                &["audio_decoder.", sync_probe::CUE_PREFIX],
             ),
             Stage::VideoDecoder => (
                 cfg.video_decoder_steps,
@@ -520,7 +542,8 @@ pub fn run(
         // norm let it shrink the video codec's steps (at its ceiling: shape 50% against 65%).
         // The text probe too, so that its gradients never shrink the DiT's.
         let mut vars = vars_with_prefix(&run.varmap, prefixes)?;
-        if stage != Stage::VideoDecoder {
+        if stage < Stage::AudioDecoder {
+            // The decoder stages' own layers (each in its own stage's prefixes).
             vars.retain(|(n, _)| !is_decoder_stage_var(n));
         }
         let mut opt = AdamW::new(

@@ -62,6 +62,17 @@ pub struct TrainConfig {
     /// space): each clip draws its level uniformly from 0 to this.
     #[serde(default)]
     pub audio_decoder_noise: f32,
+    /// The audio decoder also reads the video latent ([`AudioCodecConfig::video_cue`]), a
+    /// cue trained from zero in the audio-decoder stage only, on the encoder's video latent
+    /// noised as the audio's is: the DiT's sound has its hits at times of its own, and a
+    /// decoder that hears the picture can put them where its contacts are.
+    #[serde(default)]
+    pub audio_decoder_video_cue: bool,
+    /// With the cue: the share of the stage's clips whose audio latent is rolled in time by
+    /// a random number of frames before decoding, the target staying the clip's own sound:
+    /// right sounds at wrong times, as the DiT's are, which only the picture can put right.
+    #[serde(default)]
+    pub audio_decoder_cue_shift: f32,
     /// Steps of a stage after that one that trains the video decoder alone the same way: the
     /// frozen encoder's latents plus noise, decoded to the clip's frames (objects weighed up
     /// as in the codec stage). A finished run is extended by rerunning it with this set.
@@ -337,6 +348,11 @@ pub struct TrainConfig {
     /// seed, so this is the stage a full run with the same settings ends with.
     #[serde(default)]
     pub video_decoder_from: Option<PathBuf>,
+    /// The same for the audio-decoder stage (`--audio-decoder-steps`; then the
+    /// video-decoder stage if `video_decoder_steps` is set): `train nano
+    /// --audio-decoder-from models/nano --audio-decoder-video-cue true`.
+    #[serde(default)]
+    pub audio_decoder_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -381,6 +397,8 @@ impl TrainConfig {
             audio_decoder_steps: 6000,
             audio_decoder_lr: 5e-4,
             audio_decoder_noise: AUDIO_DECODER_NOISE,
+            audio_decoder_video_cue: false,
+            audio_decoder_cue_shift: 0.0,
             video_decoder_steps: 0,
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
@@ -429,6 +447,7 @@ impl TrainConfig {
             ema_decay: 0.999,
             codecs_from: None,
             video_decoder_from: None,
+            audio_decoder_from: None,
         }
     }
 
@@ -472,6 +491,7 @@ impl TrainConfig {
             "stop_after",
             "codecs_from",
             "video_decoder_from",
+            "audio_decoder_from",
         ] {
             map.remove(session_only);
         }
@@ -578,6 +598,27 @@ impl TrainConfig {
                 "video_decoder_dit_walk walks the DiT down from video_decoder_dit_sigma: \
                  set it above 0 too",
             );
+        }
+        if !(0.0..=1.0).contains(&self.audio_decoder_cue_shift) {
+            return bad("audio_decoder_cue_shift must be a share between 0 and 1");
+        }
+        if self.audio_decoder_cue_shift > 0.0 && !self.audio_decoder_video_cue {
+            return bad(
+                "audio_decoder_cue_shift rolls the sound for a decoder that hears the \
+                 picture: set audio_decoder_video_cue too",
+            );
+        }
+        if self.audio_decoder_from.is_some() {
+            if self.audio_decoder_steps == 0 {
+                return bad("audio_decoder_from trains the audio-decoder stage: \
+                     set audio_decoder_steps too");
+            }
+            if self.codecs_from.is_some() || self.video_decoder_from.is_some() {
+                return bad(
+                    "audio_decoder_from and codecs_from or video_decoder_from start a run \
+                     in two places: give one",
+                );
+            }
         }
         if self.video_decoder_from.is_some() {
             if self.video_decoder_steps == 0 {
@@ -704,10 +745,12 @@ pub(super) const RESTART_SETTINGS: [&str; 8] = [
 pub(super) const AUDIO_DECODER_NOISE: f32 = 0.5;
 
 /// Settings of the audio-decoder stage: free to change until a checkpoint is in it.
-pub(super) const AUDIO_DECODER_SETTINGS: [&str; 3] = [
+pub(super) const AUDIO_DECODER_SETTINGS: [&str; 5] = [
     "audio_decoder_steps",
     "audio_decoder_lr",
     "audio_decoder_noise",
+    "audio_decoder_video_cue",
+    "audio_decoder_cue_shift",
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.

@@ -83,26 +83,56 @@ impl Run<'_> {
         let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
         let za = self.model.audio_encoder.encode(&a)?;
         let zan = (&za + (noise_like(noise, &za)? * 0.05)?)?;
-        self.audio_reconstruction_loss(clip, &a, &zan, basis)? + (za.sqr()?.mean_all()? * 1e-3)?
+        self.audio_reconstruction_loss(clip, &a, &zan, None, basis)?
+            + (za.sqr()?.mean_all()? * 1e-3)?
     }
 
     /// The audio-decoder stage's loss on one clip: the frozen encoder's latent, plus noise of
     /// a level drawn from `[0, audio_decoder_noise]` latent stds, decoded to the clip's sound.
+    /// With the video cue, the decoder also sees the clip's frames as the video decoder
+    /// draws them from its latent noised the same way (at a level of its own), a share
+    /// `audio_decoder_cue_shift` of the clips has its audio latent rolled in time by 1 to
+    /// `Na - 1` frames (right sounds, wrong times), and the cue probe's loss (which frames a
+    /// hit sounds in, read from the cue's features) comes second.
     pub(super) fn audio_decoder_loss(
         &self,
         clip: &Clip,
         mut noise: SeededNoise,
         basis: &(Tensor, Tensor),
-    ) -> candle::Result<Tensor> {
+    ) -> candle::Result<(Tensor, Option<Tensor>)> {
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: audio-decoder stage without latent statistics".into())
         })?;
+        let m = &self.model;
         let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
-        let za = self.model.audio_encoder.encode(&a)?.detach();
+        let za = m.audio_encoder.encode(&a)?.detach();
         let level = uniform(noise.sample(1)[0]) * self.cfg.audio_decoder_noise as f64;
         let std = Tensor::from_slice(&lat.audio_std, (1, 1, lat.audio_std.len()), &self.dev)?;
         let e = noise_like(&mut noise, &za)?.broadcast_mul(&std)?;
-        self.audio_reconstruction_loss(clip, &a, &(za + (e * level)?)?, basis)
+        let za = (za + (e * level)?)?;
+        let (Some(cue), Some(probe)) = (m.audio_decoder.cue(), &self.cue_probe) else {
+            return Ok((
+                self.audio_reconstruction_loss(clip, &a, &za, None, basis)?,
+                None,
+            ));
+        };
+        let zv = m.video_encoder.encode(&frames_tensor(clip, &self.dev)?)?;
+        let u = noise.sample(3);
+        let level_v = uniform(u[0]) * self.cfg.audio_decoder_noise as f64;
+        let std_v =
+            Tensor::from_slice(&lat.video_std, (1, lat.video_std.len(), 1, 1, 1), &self.dev)?;
+        let zv = (&zv + (noise_like(&mut noise, &zv)?.broadcast_mul(&std_v)? * level_v)?)?;
+        let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
+        let na = za.dim(1)?;
+        let za = if na > 1 && uniform(u[1]) < self.cfg.audio_decoder_cue_shift as f64 {
+            let by = 1 + ((uniform(u[2]) * (na - 1) as f64) as usize).min(na - 2);
+            roll_frames(&za, by)?
+        } else {
+            za
+        };
+        let hits = probe.loss(&cue.features(&frames)?, &clip.impact_frames)?;
+        let sound = self.audio_reconstruction_loss(clip, &a, &za, Some(&frames), basis)?;
+        Ok((sound, Some(hits)))
     }
 
     /// The video-decoder stage's loss on clip `k` of step `step`: the frozen encoder's
@@ -243,19 +273,21 @@ impl Run<'_> {
         nano::denormalize(&xv, &lat.video_mean, &lat.video_std, 1)
     }
 
-    /// How far the decoded `za` is from the clip's sound: waveform, spectrum and loudness
-    /// envelope, weighed up on the hits.
+    /// How far the decoded `za` (beside the decoded `frames`, for a decoder with the cue)
+    /// is from the clip's sound: waveform, spectrum and loudness envelope, weighed up on the
+    /// hits.
     pub(super) fn audio_reconstruction_loss(
         &self,
         clip: &Clip,
         a: &Tensor,
         za: &Tensor,
+        frames: Option<&Tensor>,
         basis: &(Tensor, Tensor),
     ) -> candle::Result<Tensor> {
         let ya = self
             .model
             .audio_decoder
-            .decode(za)?
+            .decode(za, frames)?
             .narrow(0, 0, clip.audio.len())?;
         // Per audio latent frame (one hop): weighed up where a hit sounds.
         let hop = self.model_cfg.audio.hop;
@@ -397,13 +429,15 @@ impl Run<'_> {
                     [None, None],
                 ),
                 Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
-                Stage::AudioDecoder => (
-                    [
-                        Tensor::zeros((), DType::F32, &self.dev)?,
-                        self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?,
-                    ],
-                    [None, None],
-                ),
+                Stage::AudioDecoder => {
+                    let (sound, hits) =
+                        self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?;
+                    // The cue probe reports as the sync probe: both find the hits.
+                    (
+                        [Tensor::zeros((), DType::F32, &self.dev)?, sound],
+                        [None, hits],
+                    )
+                }
                 Stage::VideoDecoder => {
                     let (pixel, adv) =
                         self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?;

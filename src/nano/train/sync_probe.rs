@@ -10,6 +10,10 @@ use candle_nn::{linear, Linear, VarBuilder};
 
 /// Prefix of the probe's variables in the training variable map.
 pub const PREFIX: &str = "sync_probe";
+/// The same read-out on the audio decoder's video cue
+/// ([`crate::engine::models::nano::VideoCue::features`]), trained in the audio-decoder stage:
+/// the cue must see in the picture which frames a hit sounds in.
+pub const CUE_PREFIX: &str = "cue_probe";
 
 pub struct SyncProbe {
     head: Linear,

@@ -39,6 +39,7 @@ pub(super) fn init_vars(varmap: &VarMap, seed: u64, qk_norm_gain: f32) -> candle
             || name.contains("final_linear")
             || is_temporal_mix_var(name)
             || (is_decoder_stage_var(name) && name.contains(".out."))
+            || (is_audio_cue_var(name) && name.contains(".context."))
         {
             vec![0.0; n]
         } else {
@@ -125,10 +126,19 @@ pub(super) fn is_temporal_mix_var(name: &str) -> bool {
     name.starts_with("video_decoder.mix_")
 }
 
-/// What only the video-decoder stage trains: the video decoder's temporal mix and refine
-/// blocks (from the identity: their `out` convs start at zero), and the critic.
+/// What only the decoder stages train: the video decoder's temporal mix and refine blocks
+/// (from the identity: their `out` convs start at zero) and the critic, and the audio
+/// decoder's video cue (its `out` and `context` from zero).
 pub(super) fn is_decoder_stage_var(name: &str) -> bool {
-    is_temporal_mix_var(name) || name.starts_with("video_decoder.refine.") || is_critic_var(name)
+    is_temporal_mix_var(name)
+        || name.starts_with("video_decoder.refine.")
+        || is_critic_var(name)
+        || is_audio_cue_var(name)
+}
+
+/// The audio decoder's video cue ([`super::TrainConfig::audio_decoder_video_cue`]).
+pub(super) fn is_audio_cue_var(name: &str) -> bool {
+    name.starts_with("audio_decoder.cue.")
 }
 
 /// The video critic ([`super::TrainConfig::video_decoder_adversarial`]): never exported.
@@ -154,7 +164,9 @@ pub(super) const DIT_STAGE_PREFIXES: [&str; 4] = [
 
 /// A training-only read-out (the text or the sync probe): never exported.
 pub(super) fn is_probe_var(name: &str) -> bool {
-    name.starts_with(probe::PREFIX) || name.starts_with(sync_probe::PREFIX)
+    name.starts_with(probe::PREFIX)
+        || name.starts_with(sync_probe::PREFIX)
+        || name.starts_with(sync_probe::CUE_PREFIX)
 }
 
 pub(super) const CODEC_PREFIXES: [&str; 4] = [
@@ -191,7 +203,11 @@ pub(super) fn load_codecs(
         refine: cfg.video.refine,
         ..theirs.video.clone()
     };
-    if their_video != cfg.video || theirs.audio != cfg.audio {
+    let their_audio = AudioCodecConfig {
+        video_cue: cfg.audio.video_cue,
+        ..theirs.audio.clone()
+    };
+    if their_video != cfg.video || their_audio != cfg.audio {
         return Err(bad(
             cfg_path,
             "its codecs are configured unlike this run's (video/audio sections differ); \
@@ -228,11 +244,20 @@ pub(super) fn load_model(
             ),
         ));
     }
+    if theirs.audio.video_cue && !cfg.audio.video_cue {
+        return Err(bad(
+            cfg_path,
+            "its audio decoder reads the video latent, which this run would drop; pass \
+             --audio-decoder-video-cue true"
+                .into(),
+        ));
+    }
     set_vars_or_keep(
         all_vars(varmap)?,
         &dir.join(nano::WEIGHTS_FILE),
         &|name| is_probe_var(name) || is_decoder_stage_var(name),
-        "--video-decoder-from needs a model this version trains with the same settings \
+        "--video-decoder-from and --audio-decoder-from need a model this version trains \
+         with the same settings \
          (--tiny, --vocab-scenes, --dit-clock as it was made)",
     )?;
     Ok(theirs.latent)

@@ -48,6 +48,11 @@ pub struct AudioCodecConfig {
     /// chunk. Off in configs written before the gain existed.
     #[serde(default)]
     pub chunk_gain: bool,
+    /// The decoder also sees the decoded frames ([`super::audio_codec::VideoCue`]): each
+    /// audio frame is decoded knowing what the picture shows around it, so a hit can sound
+    /// where the picture's contact is. Off in configs written before it existed.
+    #[serde(default)]
+    pub video_cue: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +210,7 @@ impl NanoConfig {
                 chunk_features: 32,
                 hidden: 256,
                 chunk_gain: true,
+                video_cue: false,
             },
             text: TextEncoderConfig {
                 vocab_size,

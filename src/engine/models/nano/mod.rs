@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 
 use crate::engine::models::magihuman::{packing, DitTrace, MagiHuman};
 
-pub use audio_codec::{AudioDecoder, AudioEncoder};
+pub use audio_codec::{AudioDecoder, AudioEncoder, VideoCue};
 pub use config::{
     AudioCodecConfig, LatentStats, NanoConfig, NanoSamplerDefaults, SampleOrder, TextEncoderConfig,
     VideoCodecConfig,
