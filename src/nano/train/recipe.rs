@@ -62,10 +62,14 @@ pub struct TrainConfig {
     /// space): each clip draws its level uniformly from 0 to this.
     #[serde(default)]
     pub audio_decoder_noise: f32,
-    /// The audio decoder also reads the video latent ([`AudioCodecConfig::video_cue`]), a
-    /// cue trained from zero in the audio-decoder stage only, on the encoder's video latent
-    /// noised as the audio's is: the DiT's sound has its hits at times of its own, and a
-    /// decoder that hears the picture can put them where its contacts are.
+    /// The audio decoder also sees the decoded frames ([`AudioCodecConfig::video_cue`]), a
+    /// cue trained from zero in the audio-decoder stage only, on the DiT's clips as the
+    /// video codec draws them from their latents noised as the sound's are, beside a probe
+    /// that reads from the cue's features which frames a hit sounds in (the sync probe's
+    /// loss, not exported): the DiT's sound has its hits at times of its own, and a decoder
+    /// that sees the picture could put them where its contacts are. Not in the recipe:
+    /// measured in `models/nano/README.md` ("The audio decoder seeing the picture"), the
+    /// sound stayed at chance.
     #[serde(default)]
     pub audio_decoder_video_cue: bool,
     /// With the cue: the share of the stage's clips whose audio latent is rolled in time by

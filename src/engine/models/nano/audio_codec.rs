@@ -85,7 +85,7 @@ pub struct VideoCue {
 }
 
 impl VideoCue {
-    /// Pixel frames each audio frame reads: its own and `CUE_REACH` on either side.
+    /// Pixel frames each audio frame reads: its own and `REACH` on either side.
     pub const REACH: usize = 2;
     /// Width of [`Self::features`]: `2 * REACH + 1` frames of mean and max.
     pub const FEATURES: usize = (2 * Self::REACH + 1) * 2 * CUE_WIDTH;
@@ -127,10 +127,14 @@ impl VideoCue {
         let cells = Tensor::cat(&[&x, &y, &xs], 1)?
             .flatten_from(2)?
             .transpose(1, 2)?
-            .contiguous()?; // [N, h*w, C + 2]; a batched matmul needs it laid out
+            // [N, h*w, C + 2], laid out: candle 0.11's CPU matmul, which `Linear` uses on a
+            // transposed 3-D input, gives every frame the first frame's product
+            // (huggingface/candle#3744); `each_audio_frame_sees_...` below guards it.
+            .contiguous()?;
         let f = cells.apply(&self.cell)?.silu()?;
-        let per_frame = Tensor::cat(&[f.mean(1)?, f.max(1)?], 1)?; // [N, 2 * CUE_WIDTH]
-                                                                   // Neighbours in time, the edge frames standing in for the missing ones.
+        // [N, 2 * CUE_WIDTH]
+        let per_frame = Tensor::cat(&[f.mean(1)?, f.max(1)?], 1)?;
+        // Neighbours in time, the edge frames standing in for the missing ones.
         let r = Self::REACH;
         let padded = Tensor::cat(
             &[
