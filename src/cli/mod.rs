@@ -297,7 +297,7 @@ pub enum TrainCommand {
         /// Largest latent noise of the audio-decoder stage, in latent stds.
         #[arg(long)]
         audio_decoder_noise: Option<f32>,
-        /// Whether the audio decoder also reads the video latent (a cue trained in the
+        /// Whether the audio decoder also sees the decoded frames (a cue trained in the
         /// audio-decoder stage only, so that hits can sound where the picture's contacts
         /// are): true or false.
         #[arg(long)]

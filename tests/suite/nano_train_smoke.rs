@@ -21,6 +21,28 @@ fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .expect("same shapes")
 }
 
+/// A model folder's `config.json`.
+fn model_config(model_dir: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(model_dir.join("config.json")).expect("config");
+    serde_json::from_str(&text).expect("config JSON")
+}
+
+/// Every tensor of `before` is the same in `after` except those under `prefix`, which moved.
+fn only_changed_under(before: &Weights, after: &Weights, prefix: &str) {
+    for (name, t) in before {
+        let d = max_abs_diff(t, &after[name]);
+        assert_eq!(d > 0.0, name.starts_with(prefix), "{name} changed by {d}");
+    }
+}
+
+/// Each of `names`, trained from zero, is no longer zero.
+fn trained_from_zero<'a>(w: &Weights, names: impl IntoIterator<Item = &'a String>) {
+    for name in names {
+        let zero = w[name].zeros_like().expect("zeros");
+        assert!(max_abs_diff(&w[name], &zero) > 0.0, "{name} did not train");
+    }
+}
+
 #[test]
 fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -173,9 +195,7 @@ fn a_dit_with_the_clock_trains_exports_and_generates() {
     cfg.video_decoder_steps = 0;
     cfg.dit_clock = true;
     let done = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
-    let config = std::fs::read_to_string(done.model_dir.join("config.json")).expect("config");
-    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
-    assert_eq!(config["clock"], true);
+    assert_eq!(model_config(&done.model_dir)["clock"], true);
     let pipe = NanoPipeline::load(&done.model_dir, &Device::Cpu).expect("exported model loads");
     let clip = pipe
         .generate(
@@ -224,12 +244,9 @@ fn a_dit_only_run_starts_from_the_given_codecs() {
     assert_eq!(w1.len(), w2.len());
     let differ: Vec<&String> = w1.keys().filter(|n| !same(n)).collect();
     assert!(differ.is_empty(), "differ: {differ:?}");
-    let cfg = |dir: &std::path::Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
-    };
     assert_eq!(
-        cfg(&done.model_dir)["latent"],
-        cfg(&again.model_dir)["latent"]
+        model_config(&done.model_dir)["latent"],
+        model_config(&again.model_dir)["latent"]
     );
 }
 
@@ -302,26 +319,18 @@ fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str, temporal_m
     let mut stages = Vec::new();
     let after = run(cfg, &Device::Cpu, &mut |p| stages.push(p.stage)).expect("extended run");
     assert_eq!(stages, vec![stage; 6]);
-    let config = std::fs::read_to_string(after.model_dir.join("config.json")).expect("config");
-    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
-    assert_eq!(config["video"]["temporal_mix"], temporal_mix);
+    assert_eq!(
+        model_config(&after.model_dir)["video"]["temporal_mix"],
+        temporal_mix
+    );
     let after = weights(&after.model_dir);
     // The mixing layers are new (trained from zero), everything else was there before.
     let mix: Vec<&String> = after.keys().filter(|n| n.contains(".mix_")).collect();
     assert_eq!(mix.len(), if temporal_mix { 4 } else { 0 }, "{mix:?}");
-    for name in mix {
-        let zero = after[name].zeros_like().expect("zeros");
-        assert!(
-            max_abs_diff(&after[name], &zero) > 0.0,
-            "{name} did not train"
-        );
-    }
+    trained_from_zero(&after, mix);
     assert_eq!(before.len() + if temporal_mix { 4 } else { 0 }, after.len());
-    for (name, a) in &before {
-        let d = max_abs_diff(a, &after[name]);
-        // Everything else, the DiT's exported average included, is the first run's.
-        assert_eq!(d > 0.0, name.starts_with(prefix), "{name} changed by {d}");
-    }
+    // Everything else, the DiT's exported average included, is the first run's.
+    only_changed_under(&before, &after, prefix);
 }
 
 #[test]
@@ -381,24 +390,9 @@ fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_wit
     // The refine blocks are new and trained from the identity; nothing but the decoder moved.
     let refine: Vec<&String> = w2.keys().filter(|n| n.contains(".refine.")).collect();
     assert_eq!(refine.len(), 8, "{refine:?}");
-    for name in refine.iter().filter(|n| n.contains(".out.")) {
-        let zero = w2[*name].zeros_like().expect("zeros");
-        assert!(
-            max_abs_diff(&w2[*name], &zero) > 0.0,
-            "{name} did not train"
-        );
-    }
-    for (name, t) in &w0 {
-        let d = max_abs_diff(t, &w2[name]);
-        assert_eq!(
-            d > 0.0,
-            name.starts_with("video_decoder."),
-            "{name} changed by {d}"
-        );
-    }
-    let config = std::fs::read_to_string(alone.model_dir.join("config.json")).expect("config");
-    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
-    assert_eq!(config["video"]["refine"], true);
+    trained_from_zero(&w2, refine.into_iter().filter(|n| n.contains(".out.")));
+    only_changed_under(&w0, &w2, "video_decoder.");
+    assert_eq!(model_config(&alone.model_dir)["video"]["refine"], true);
 
     // A model whose decoder has the refine blocks, continued by a run without them, is refused
     // by name rather than losing them.
@@ -457,27 +451,13 @@ fn an_audio_decoder_that_hears_the_picture_trains_from_a_finished_model_and_gene
         .collect();
     assert_eq!(cue.len(), 12, "{cue:?}");
     assert_eq!(w0.len() + 12, w1.len());
-    for name in cue
-        .iter()
-        .filter(|n| n.contains(".out.") || n.contains(".context."))
-    {
-        let zero = w1[*name].zeros_like().expect("zeros");
-        assert!(
-            max_abs_diff(&w1[*name], &zero) > 0.0,
-            "{name} did not train"
-        );
-    }
-    for (name, t) in &w0 {
-        let d = max_abs_diff(t, &w1[name]);
-        assert_eq!(
-            d > 0.0,
-            name.starts_with("audio_decoder."),
-            "{name} changed by {d}"
-        );
-    }
-    let config = std::fs::read_to_string(heard.model_dir.join("config.json")).expect("config");
-    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
-    assert_eq!(config["audio"]["video_cue"], true);
+    trained_from_zero(
+        &w1,
+        cue.into_iter()
+            .filter(|n| n.contains(".out.") || n.contains(".context.")),
+    );
+    only_changed_under(&w0, &w1, "audio_decoder.");
+    assert_eq!(model_config(&heard.model_dir)["audio"]["video_cue"], true);
 
     // The exported model generates with it: the decoder reads the sampled picture.
     let pipe = NanoPipeline::load(&heard.model_dir, &Device::Cpu).expect("exported model loads");
@@ -663,14 +643,7 @@ fn the_video_critic_trains_against_the_decoder_and_stays_out_of_the_export() {
         w2.keys().collect::<std::collections::BTreeSet<_>>()
     );
     assert!(!w2.keys().any(|n| n.contains("critic")));
-    for (name, t) in &w1 {
-        let d = max_abs_diff(t, &w2[name]);
-        assert_eq!(
-            d > 0.0,
-            name.starts_with("video_decoder."),
-            "{name} changed by {d}"
-        );
-    }
+    only_changed_under(&w1, &w2, "video_decoder.");
     // The checkpoint keeps it, so a resumed stage goes on with the same critic.
     let ckpt =
         candle_core::safetensors::load(b.path().join("checkpoint/vars.safetensors"), &Device::Cpu)

@@ -247,7 +247,7 @@ pub(super) fn load_model(
     if theirs.audio.video_cue && !cfg.audio.video_cue {
         return Err(bad(
             cfg_path,
-            "its audio decoder reads the video latent, which this run would drop; pass \
+            "its audio decoder sees the picture (a video cue), which this run would drop; pass \
              --audio-decoder-video-cue true"
                 .into(),
         ));

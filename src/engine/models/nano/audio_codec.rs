@@ -244,6 +244,7 @@ mod tests {
 
     use super::*;
     use crate::engine::models::nano::NanoConfig;
+    use crate::engine::ops::max_abs_diff as max_diff;
 
     /// A tiny decoder with the cue, its weights random except `cue.out` and `cue.context`,
     /// which are zero (as the trainer starts them) unless `open`.
@@ -281,17 +282,6 @@ mod tests {
         let frames = ramp(n * 3 * h * w, 0.37).reshape((n, 3, h, w)).unwrap();
         let za = ramp(n * ca, 0.11).reshape((1, n, ca)).unwrap();
         (frames, za)
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]

@@ -664,18 +664,8 @@ impl Module for OobleckDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::max_abs_diff as max_diff;
     use std::collections::HashMap;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     /// The CPU fast paths (tap gathering, time chunks, threads) against candle's own ops,
     /// at sizes the tiny golden cases never reach.
