@@ -324,6 +324,11 @@ pub enum TrainCommand {
         /// blocks trained in the video-decoder stage only): true or false.
         #[arg(long)]
         video_decoder_refine: Option<bool>,
+        /// Whether the video decoder reads the clip's shape from its whole shape code and
+        /// modulates every level with it (layers trained in the video-decoder stage only;
+        /// needs --codec-shape-weight): true or false.
+        #[arg(long)]
+        video_decoder_shape_token: Option<bool>,
         /// The video-decoder stage decodes the DiT's one-step estimate of each clip from a
         /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
         #[arg(long)]
@@ -727,6 +732,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_noise,
                     video_decoder_temporal_mix,
                     video_decoder_refine,
+                    video_decoder_shape_token,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
                     video_decoder_code_swap,
@@ -790,6 +796,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_temporal_mix =
                 video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
             cfg.video_decoder_refine = video_decoder_refine.unwrap_or(cfg.video_decoder_refine);
+            cfg.video_decoder_shape_token =
+                video_decoder_shape_token.unwrap_or(cfg.video_decoder_shape_token);
             cfg.video_decoder_dit_sigma =
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =

@@ -367,9 +367,10 @@ fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_wit
         std::fs::copy(&f, kept.path().join(f.file_name().expect("name"))).expect("copy");
     }
 
-    // The run extended with a refining video-decoder stage…
+    // The run extended with a refining, shape-reading video-decoder stage…
     cfg.video_decoder_steps = 4;
     cfg.video_decoder_refine = true;
+    cfg.video_decoder_shape_token = true;
     let extended = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("extended run");
     // …and the same stage started in a new folder from the model alone.
     cfg.out_dir = b.path().to_path_buf();
@@ -387,21 +388,31 @@ fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_wit
     for (name, t) in &w1 {
         assert_eq!(max_abs_diff(t, &w2[name]), 0.0, "{name} differs");
     }
-    // The refine blocks are new and trained from the identity; nothing but the decoder moved.
+    // The refine blocks and the shape token are new and trained from the identity; nothing
+    // but the decoder moved.
     let refine: Vec<&String> = w2.keys().filter(|n| n.contains(".refine.")).collect();
     assert_eq!(refine.len(), 8, "{refine:?}");
     trained_from_zero(&w2, refine.into_iter().filter(|n| n.contains(".out.")));
+    let token: Vec<&String> = w2.keys().filter(|n| n.contains(".shape.")).collect();
+    assert_eq!(token.len(), 2 + 4 * 2, "{token:?}");
+    trained_from_zero(&w2, token.into_iter().filter(|n| n.contains(".out.")));
     only_changed_under(&w0, &w2, "video_decoder.");
-    assert_eq!(model_config(&alone.model_dir)["video"]["refine"], true);
+    let video = &model_config(&alone.model_dir)["video"];
+    assert_eq!(
+        (&video["refine"], &video["shape_token"]),
+        (&true.into(), &true.into())
+    );
 
-    // A model whose decoder has the refine blocks, continued by a run without them, is refused
+    // A model whose decoder has these layers, continued by a run without them, is refused
     // by name rather than losing them.
     let c = tempfile::tempdir().expect("tempdir");
     cfg.out_dir = c.path().to_path_buf();
     cfg.video_decoder_from = Some(alone.model_dir.clone());
     cfg.video_decoder_refine = false;
+    cfg.video_decoder_shape_token = false;
     let err = run(cfg, &Device::Cpu, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("--video-decoder-refine true"), "{err}");
+    assert!(err.contains("--video-decoder-shape-token true"), "{err}");
 }
 
 #[test]

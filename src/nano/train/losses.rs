@@ -4,7 +4,7 @@
 use super::*;
 
 /// Latent channels the shape code takes (one per shape, [`Clip::shape_cells`]).
-pub const SHAPE_CODE: usize = 3;
+pub const SHAPE_CODE: usize = VideoCodecConfig::SHAPE_CODE;
 
 /// The shape code's loss: the mean squared difference between the first [`SHAPE_CODE`]
 /// channels of a video latent `[1, C, T, H, W]` and the clip's [`Clip::shape_cells`].

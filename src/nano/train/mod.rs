@@ -374,6 +374,7 @@ pub fn run(
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
     model_cfg.video.refine = cfg.video_decoder_refine;
+    model_cfg.video.shape_token = cfg.video_decoder_shape_token;
     model_cfg.audio.video_cue = cfg.audio_decoder_video_cue;
     if cfg.dit_clock {
         model_cfg = model_cfg.with_clock();

@@ -103,6 +103,12 @@ pub struct TrainConfig {
     /// video-decoder stage only, as the temporal mix.
     #[serde(default)]
     pub video_decoder_refine: bool,
+    /// The video decoder reads the clip's shape from its whole shape code
+    /// ([`VideoCodecConfig::shape_token`]) and scales and shifts each level's features by
+    /// it, so the DiT's blurred code still says which shape to draw. Trained from the
+    /// identity in the video-decoder stage only; needs [`Self::codec_shape_weight`].
+    #[serde(default)]
+    pub video_decoder_shape_token: bool,
     /// When positive, the video-decoder stage decodes the DiT's one-step estimate of each
     /// clip instead of the encoder's noised latent: the clip's latents noised to a level
     /// drawn from `[0, this]`, the velocity taken with the caption, `x - sigma v`. That
@@ -408,6 +414,7 @@ impl TrainConfig {
             video_decoder_noise: 0.5,
             video_decoder_temporal_mix: false,
             video_decoder_refine: false,
+            video_decoder_shape_token: false,
             video_decoder_dit_sigma: 0.0,
             video_decoder_dit_walk: false,
             video_decoder_code_swap: 0.0,
@@ -642,6 +649,11 @@ impl TrainConfig {
         if self.video_decoder_code_swap > 0.0 && self.codec_shape_weight <= 0.0 {
             return bad("video_decoder_code_swap swaps the shape code: set codec_shape_weight too");
         }
+        if self.video_decoder_shape_token && self.codec_shape_weight <= 0.0 {
+            return bad(
+                "video_decoder_shape_token reads the shape code: set codec_shape_weight too",
+            );
+        }
         if !(0.0..=1.0).contains(&self.video_decoder_code_blur) {
             return bad("video_decoder_code_blur must be a share between 0 and 1");
         }
@@ -758,12 +770,13 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 5] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 11] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 12] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_refine",
+    "video_decoder_shape_token",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
     "video_decoder_code_swap",
@@ -869,10 +882,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_box_shape_code_and_a_blurred_one_need_a_shape_code() {
+    fn a_box_shape_code_a_blurred_one_and_a_shape_token_need_a_shape_code() {
         let box_code = |cfg: &mut TrainConfig| cfg.codec_shape_box = true;
         let blurred = |cfg: &mut TrainConfig| cfg.video_decoder_code_blur = 0.5;
-        for set in [box_code, blurred] {
+        let token = |cfg: &mut TrainConfig| cfg.video_decoder_shape_token = true;
+        for set in [box_code, blurred, token] {
             let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
             set(&mut cfg);
             assert!(cfg.validate().is_ok());

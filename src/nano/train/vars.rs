@@ -126,12 +126,13 @@ pub(super) fn is_temporal_mix_var(name: &str) -> bool {
     name.starts_with("video_decoder.mix_")
 }
 
-/// What only the decoder stages train: the video decoder's temporal mix and refine blocks
-/// (from the identity: their `out` convs start at zero) and the critic, and the audio
+/// What only the decoder stages train: the video decoder's temporal mix, refine blocks and
+/// shape token (from the identity: their `out` layers start at zero) and the critic, and the audio
 /// decoder's video cue (its `out` and `context` from zero).
 pub(super) fn is_decoder_stage_var(name: &str) -> bool {
     is_temporal_mix_var(name)
         || name.starts_with("video_decoder.refine.")
+        || name.starts_with("video_decoder.shape.")
         || is_critic_var(name)
         || is_audio_cue_var(name)
 }
@@ -201,6 +202,7 @@ pub(super) fn load_codecs(
     let their_video = VideoCodecConfig {
         temporal_mix: cfg.video.temporal_mix,
         refine: cfg.video.refine,
+        shape_token: cfg.video.shape_token,
         ..theirs.video.clone()
     };
     let their_audio = AudioCodecConfig {
@@ -234,13 +236,17 @@ pub(super) fn load_model(
     let bad = |path: PathBuf, message: String| TrainError::BadCheckpoint { path, message };
     let (cfg_path, theirs) = read_model_config(dir)?;
     let (v, ours) = (&theirs.video, &cfg.video);
-    if (v.temporal_mix && !ours.temporal_mix) || (v.refine && !ours.refine) {
+    if (v.temporal_mix && !ours.temporal_mix)
+        || (v.refine && !ours.refine)
+        || (v.shape_token && !ours.shape_token)
+    {
         return Err(bad(
             cfg_path,
             format!(
                 "its video decoder has layers this run would drop; pass \
-                 --video-decoder-temporal-mix {} --video-decoder-refine {}",
-                v.temporal_mix, v.refine
+                 --video-decoder-temporal-mix {} --video-decoder-refine {} \
+                 --video-decoder-shape-token {}",
+                v.temporal_mix, v.refine, v.shape_token
             ),
         ));
     }

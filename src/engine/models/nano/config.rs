@@ -25,11 +25,20 @@ pub struct VideoCodecConfig {
     /// nearest-neighbour upsamplings. Off in configs written before it existed.
     #[serde(default)]
     pub refine: bool,
+    /// The decoder reads the clip's shape from its whole shape code (the latent's first
+    /// [`Self::SHAPE_CODE`] channels, pooled over every cell and frame) and modulates each
+    /// level's features with it ([`super::video_codec::VideoDecoder`]'s `shape`), so an
+    /// object the DiT draws blurred still knows which shape it is. Off in configs written
+    /// before it existed.
+    #[serde(default)]
+    pub shape_token: bool,
 }
 
 impl VideoCodecConfig {
     /// Latent frames cover 4 pixel frames, as in MagiHuman (Wan 2.2 VAE): `4(T-1)+1` frames.
     pub const TEMPORAL_STRIDE: usize = 4;
+    /// Channels of the shape code, when a codec is trained with one (ball, square, triangle).
+    pub const SHAPE_CODE: usize = 3;
     pub const SPATIAL_STRIDE: usize = 8;
 }
 
@@ -202,6 +211,7 @@ impl NanoConfig {
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
                 refine: false,
+                shape_token: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -339,6 +349,14 @@ impl NanoConfig {
                  channels)"
             )
         }
+        if self.video.shape_token && self.video.latent_channels < VideoCodecConfig::SHAPE_CODE {
+            candle::bail!(
+                "nano: video.shape_token reads a shape code from the first {} latent channels, \
+                 but the latent has {}; set shape_token false",
+                VideoCodecConfig::SHAPE_CODE,
+                self.video.latent_channels
+            )
+        }
         let (extra_v, extra_a) = self.extra_channels();
         if self.dit.video_in_channels != self.video.latent_channels + extra_v
             || self.dit.audio_in_channels != self.audio.latent_channels + extra_a
@@ -422,11 +440,12 @@ mod tests {
         map.remove("clock");
         map["video"].as_object_mut().unwrap().remove("temporal_mix");
         map["video"].as_object_mut().unwrap().remove("refine");
+        map["video"].as_object_mut().unwrap().remove("shape_token");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
         map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
         let old: NanoConfig = serde_json::from_value(json).unwrap();
         assert!(!old.progress);
-        assert!(!old.video.temporal_mix && !old.video.refine);
+        assert!(!old.video.temporal_mix && !old.video.refine && !old.video.shape_token);
         old.validate().unwrap();
 
         // The flag and the DiT's input widths must agree.
