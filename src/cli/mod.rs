@@ -320,15 +320,6 @@ pub enum TrainCommand {
         /// the video-decoder stage only): true or false.
         #[arg(long)]
         video_decoder_temporal_mix: Option<bool>,
-        /// Whether the video decoder's two finest levels also read the latent (residual
-        /// blocks trained in the video-decoder stage only): true or false.
-        #[arg(long)]
-        video_decoder_refine: Option<bool>,
-        /// Whether the video decoder reads the clip's shape from its whole shape code and
-        /// modulates every level with it (layers trained in the video-decoder stage only;
-        /// needs --codec-shape-weight): true or false.
-        #[arg(long)]
-        video_decoder_shape_token: Option<bool>,
         /// The video-decoder stage decodes the DiT's one-step estimate of each clip from a
         /// noise level drawn up to this (0 to 1) instead of the encoder's noised latent.
         #[arg(long)]
@@ -337,22 +328,6 @@ pub enum TrainCommand {
         /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
         #[arg(long)]
         video_decoder_dit_walk: Option<bool>,
-        /// The share (0 to 1) of the video-decoder stage's clips decoded from another shape's
-        /// latent carrying the clip's shape code (needs --codec-shape-weight).
-        #[arg(long)]
-        video_decoder_code_swap: Option<f32>,
-        /// The video-decoder stage's loss is L1 instead of L2 (sharper edges): true or false.
-        #[arg(long)]
-        video_decoder_l1: Option<bool>,
-        /// The share (0 to 1) of the video-decoder stage's clips decoded with their shape
-        /// code blurred over the latent cells, as smooth as the DiT draws it (needs
-        /// --codec-shape-weight).
-        #[arg(long)]
-        video_decoder_code_blur: Option<f32>,
-        /// Weight of an adversarial term in the video-decoder stage: a patch critic, trained
-        /// beside the decoder, scores decoded frames against the world's (0: off).
-        #[arg(long)]
-        video_decoder_adversarial: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -390,15 +365,6 @@ pub enum TrainCommand {
         /// recipe's).
         #[arg(long)]
         codec_shape_weight: Option<f32>,
-        /// Weight of the video codec's shape invariance: the latent channels past the shape
-        /// code are pulled to those of the same clip drawn with another shape, so the decoder
-        /// draws the shape from the code. Needs a shape code; 0: off (the recipe's).
-        #[arg(long)]
-        codec_shape_invariance: Option<f32>,
-        /// The shape code marks each object's bounding box in its shape's channel instead
-        /// of its silhouette (true or false; needs a shape code): where and which, not how.
-        #[arg(long)]
-        codec_shape_box: Option<bool>,
         /// End this session after N steps (checkpointed; rerun to resume).
         #[arg(long)]
         stop_after: Option<usize>,
@@ -731,14 +697,8 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_lr,
                     video_decoder_noise,
                     video_decoder_temporal_mix,
-                    video_decoder_refine,
-                    video_decoder_shape_token,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
-                    video_decoder_code_swap,
-                    video_decoder_l1,
-                    video_decoder_code_blur,
-                    video_decoder_adversarial,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -749,8 +709,6 @@ pub fn run(cli: Cli) -> CliResult {
                     placement_spread,
                     physics_spread,
                     codec_shape_weight,
-                    codec_shape_invariance,
-                    codec_shape_box,
                     stop_after,
                     codecs_from,
                     video_decoder_from,
@@ -795,20 +753,10 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);
             cfg.video_decoder_temporal_mix =
                 video_decoder_temporal_mix.unwrap_or(cfg.video_decoder_temporal_mix);
-            cfg.video_decoder_refine = video_decoder_refine.unwrap_or(cfg.video_decoder_refine);
-            cfg.video_decoder_shape_token =
-                video_decoder_shape_token.unwrap_or(cfg.video_decoder_shape_token);
             cfg.video_decoder_dit_sigma =
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
-            cfg.video_decoder_code_swap =
-                video_decoder_code_swap.unwrap_or(cfg.video_decoder_code_swap);
-            cfg.video_decoder_l1 = video_decoder_l1.unwrap_or(cfg.video_decoder_l1);
-            cfg.video_decoder_code_blur =
-                video_decoder_code_blur.unwrap_or(cfg.video_decoder_code_blur);
-            cfg.video_decoder_adversarial =
-                video_decoder_adversarial.unwrap_or(cfg.video_decoder_adversarial);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             match latent_frames.as_deref() {
@@ -828,9 +776,6 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.placement_spread = placement_spread.unwrap_or(cfg.placement_spread);
             cfg.physics_spread = physics_spread.unwrap_or(cfg.physics_spread);
             cfg.codec_shape_weight = codec_shape_weight.unwrap_or(cfg.codec_shape_weight);
-            cfg.codec_shape_invariance =
-                codec_shape_invariance.unwrap_or(cfg.codec_shape_invariance);
-            cfg.codec_shape_box = codec_shape_box.unwrap_or(cfg.codec_shape_box);
             cfg.stop_after = stop_after.or(cfg.stop_after);
             cfg.codecs_from = codecs_from.or(cfg.codecs_from);
             cfg.video_decoder_from = video_decoder_from.or(cfg.video_decoder_from);

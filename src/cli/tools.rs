@@ -344,12 +344,6 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
             if p.loss_sync_probe > 0.0 {
                 probe += &format!(", sync probe {:.5}", p.loss_sync_probe);
             }
-            if p.loss_critic != 0.0 || p.loss_adversarial != 0.0 {
-                probe += &format!(
-                    ", critic {:.4}, adversarial {:.4}",
-                    p.loss_critic, p.loss_adversarial
-                );
-            }
             eprintln!(
                 "train nano: {stage} {}/{} loss {:.5} (video {:.5}, audio {:.5}{probe}) {:.0} s",
                 p.step, p.total, p.loss, p.loss_video, p.loss_audio, p.elapsed_s

@@ -88,7 +88,7 @@ impl NanoPipeline {
             path: cfg_path.clone(),
             message: e.to_string(),
         })?;
-        let cfg: NanoConfig = serde_json::from_str(&text).map_err(|e| NanoError::BadConfig {
+        let cfg = NanoConfig::from_json(&text).map_err(|e| NanoError::BadConfig {
             path: cfg_path.clone(),
             message: e.to_string(),
         })?;

@@ -7,7 +7,7 @@ use candle_core as candle;
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
     caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
-    shape_coverage, ClipTruth, Footprint, Scene, Shape, SplitMix64,
+    shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -124,7 +124,6 @@ pub struct ClipSampler {
     length_group: u64,
     placement_spread: f32,
     physics_spread: f32,
-    footprint: Footprint,
 }
 
 impl ClipSampler {
@@ -137,7 +136,6 @@ impl ClipSampler {
             length_group: 1,
             placement_spread: 1.0,
             physics_spread: 1.0,
-            footprint: Footprint::Silhouette,
         }
     }
 
@@ -153,13 +151,6 @@ impl ClipSampler {
     /// (see [`TrainConfig::physics_spread`](super::TrainConfig::physics_spread)).
     pub fn with_physics_spread(mut self, spread: f32) -> Self {
         self.physics_spread = spread;
-        self
-    }
-
-    /// What clips' [`Clip::shape_cells`] mark of each object: its silhouette or its bounding
-    /// box (see [`TrainConfig::codec_shape_box`](super::TrainConfig::codec_shape_box)).
-    pub fn with_shape_footprint(mut self, footprint: Footprint) -> Self {
-        self.footprint = footprint;
         self
     }
 
@@ -215,14 +206,7 @@ impl ClipSampler {
                 }
             }
         }
-        let coverage = shape_coverage(
-            &scene,
-            w as usize,
-            h as usize,
-            self.fps as f32,
-            duration,
-            self.footprint,
-        );
+        let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
             shape_cells: latent_shape_cells(&coverage, n, w as usize, h as usize),
@@ -320,37 +304,6 @@ mod tests {
                     assert!((sum - area).abs() < 0.1 * area, "{shape}: {sum} vs {area}");
                 } else {
                     assert_eq!(sum, 0.0, "{shape} in channel {j}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_box_shape_code_has_one_footprint_for_every_shape_in_its_own_channel() {
-        let cfg = NanoConfig::tiny_for_tests(10);
-        let sampler =
-            ClipSampler::new(&cfg, vec![(96, 56)], (2, 2)).with_shape_footprint(Footprint::Box);
-        let cells = |shape: Shape| {
-            sampler
-                .clip_with(7, 1, 0, |s| {
-                    s.object.shape = shape;
-                    s.second = None;
-                })
-                .shape_cells
-        };
-        let square = cells(Shape::Square);
-        let plane = square.len() / 3;
-        let k_square = Shape::ALL.iter().position(|&s| s == Shape::Square).unwrap();
-        let footprint = &square[k_square * plane..][..plane];
-        assert!(footprint.iter().sum::<f32>() > 1.0);
-        for shape in [Shape::Ball, Shape::Triangle] {
-            let code = cells(shape);
-            let k = Shape::ALL.iter().position(|&s| s == shape).unwrap();
-            for (j, channel) in code.chunks(plane).enumerate() {
-                if j == k {
-                    assert_eq!(channel, footprint, "{shape}: the square's footprint");
-                } else {
-                    assert!(channel.iter().all(|&v| v == 0.0), "{shape} in channel {j}");
                 }
             }
         }

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Latent channels the shape code takes (one per shape, [`Clip::shape_cells`]).
-pub const SHAPE_CODE: usize = VideoCodecConfig::SHAPE_CODE;
+pub const SHAPE_CODE: usize = 3;
 
 /// The shape code's loss: the mean squared difference between the first [`SHAPE_CODE`]
 /// channels of a video latent `[1, C, T, H, W]` and the clip's [`Clip::shape_cells`].
@@ -21,15 +21,6 @@ pub(super) fn shape_code_miss(z: &Tensor, clip: &Clip) -> candle::Result<Tensor>
     }
     let code = Tensor::from_slice(&clip.shape_cells, (1, SHAPE_CODE, t, h, w), z.device())?;
     (z.narrow(1, 0, SHAPE_CODE)? - code)?.sqr()?.mean_all()
-}
-
-/// The shape invariance's loss: the mean squared difference between the channels past the
-/// shape code of two video latents `[1, C, T, H, W]` of one clip drawn with two shapes.
-pub(super) fn shape_invariance_gap(z: &Tensor, z_twin: &Tensor) -> candle::Result<Tensor> {
-    let rest = z.dim(1)? - SHAPE_CODE;
-    (z.narrow(1, SHAPE_CODE, rest)? - z_twin.narrow(1, SHAPE_CODE, rest)?)?
-        .sqr()?
-        .mean_all()
 }
 
 /// Video latent channels `[1, C, T, h, w]` blurred over each latent frame by a [1 2 1]² / 16
@@ -58,29 +49,6 @@ pub(super) fn decoder_noise_std(video_std: &[f32], shape_code: bool) -> Vec<f32>
         .enumerate()
         .map(|(c, &s)| if c < skip { 0.0 } else { s })
         .collect()
-}
-
-/// The shape the video-decoder stage takes a clip's latent from in place of its own
-/// ([`TrainConfig::video_decoder_code_swap`]): with probability `share` (by the uniform of
-/// `draws[0]`) one of the two other shapes (by `draws[1]`), the next if that one would make
-/// a held-out triple; `None` to keep the clip's own latent.
-pub(super) fn code_swap_shape(scene: &Scene, draws: Vec<f32>, share: f32) -> Option<Shape> {
-    if draws.len() < 2 || uniform(draws[0]) >= share as f64 {
-        return None;
-    }
-    let others: Vec<Shape> = Shape::ALL
-        .iter()
-        .copied()
-        .filter(|&s| s != scene.object.shape)
-        .collect();
-    let first = (uniform(draws[1]) * others.len() as f64) as usize;
-    (0..others.len())
-        .map(|i| others[(first + i) % others.len()])
-        .find(|&shape| {
-            let mut s = *scene;
-            s.object.shape = shape;
-            !is_held_out(&s)
-        })
 }
 
 /// Frames `[n, H, W, 3]` u8 → `[n, 3, H, W]` in [-1, 1].
@@ -409,36 +377,6 @@ mod tests {
         let std = [0.1f32, 0.2, 0.3, 0.4, 0.5];
         assert_eq!(decoder_noise_std(&std, false), std);
         assert_eq!(decoder_noise_std(&std, true), [0.0, 0.0, 0.0, 0.4, 0.5]);
-    }
-
-    #[test]
-    fn a_code_swap_takes_another_shape_at_the_asked_share_and_never_a_held_out_triple() {
-        use crate::nano::world::{sample_train, Background, Color};
-        let mut rng = SeededNoise::new(7);
-        // A red ball on grass: both a square and a triangle are training triples.
-        let mut scene = sample_train(3);
-        scene.object.color = Color::Red;
-        scene.object.shape = Shape::Ball;
-        scene.background = Background::Grass;
-        scene.second = None;
-        assert_eq!(code_swap_shape(&scene, rng.sample(2), 0.0), None);
-        let draws: Vec<Option<Shape>> = (0..400)
-            .map(|_| code_swap_shape(&scene, rng.sample(2), 0.5))
-            .collect();
-        let swapped = draws.iter().flatten().count();
-        assert!((150..250).contains(&swapped), "{swapped} of 400");
-        assert!(draws.iter().flatten().all(|&s| s != Shape::Ball));
-        for shape in [Shape::Square, Shape::Triangle] {
-            assert!(draws.contains(&Some(shape)), "{shape:?} never drawn");
-        }
-        // An orange ball on grass: a square would be the held-out orange square on grass.
-        scene.object.color = Color::Orange;
-        for _ in 0..100 {
-            assert_eq!(
-                code_swap_shape(&scene, rng.sample(2), 1.0),
-                Some(Shape::Triangle)
-            );
-        }
     }
 
     #[test]

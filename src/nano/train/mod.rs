@@ -22,10 +22,9 @@
 //! Files: `recipe.rs` the settings and the resume check, `data.rs` the clips, `step.rs` each
 //! stage's loss on a clip and one step's gradients, `losses.rs` the terms those losses are
 //! made of, `vars.rs` initial values and loading by name, this file the stages' loop (`run`),
-//! checkpoints and export; `adamw.rs`, `ema.rs`, the probes and the video critic beside.
+//! checkpoints and export; `adamw.rs`, `ema.rs` and the probes beside.
 
 mod adamw;
-mod critic;
 mod data;
 mod ema;
 mod losses;
@@ -45,7 +44,6 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 pub use adamw::{AdamW, AdamWParams};
-pub use critic::VideoCritic;
 pub use data::{build_tokenizer, Clip, ClipSampler};
 pub use ema::Ema;
 pub use losses::{blur_cells, clip_latents, levels_below, noised, SHAPE_CODE};
@@ -63,7 +61,6 @@ use crate::engine::models::nano::{
 };
 use crate::engine::pipelines::magihuman::SeededNoise;
 use crate::engine::registry::{Registry, MANIFEST_FILE};
-use crate::nano::world::{is_held_out, Footprint, Scene, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -105,11 +102,6 @@ pub struct Progress {
     pub loss_probe: f32,
     /// The sync probe's weighted loss (not in `loss`); 0 without it.
     pub loss_sync_probe: f32,
-    /// The video critic's hinge loss (0-2 while it is unsure; near 0 when it tells the
-    /// decoded frames apart) and the decoder's adversarial term `-critic(decoded)`, unweighted
-    /// (neither in `loss`); 0 without the critic.
-    pub loss_critic: f32,
-    pub loss_adversarial: f32,
     pub elapsed_s: f64,
 }
 
@@ -164,8 +156,6 @@ struct Run<'a> {
     probe: Option<TextProbe>,
     /// Trained with the DiT when a phase's sync-probe weight is over 0; never exported.
     sync_probe: Option<SyncProbe>,
-    /// Trained against the video decoder when `video_decoder_adversarial > 0`; never exported.
-    critic: Option<VideoCritic>,
     /// Trained with the audio decoder's video cue: which pixel frames a hit sounds in, read
     /// from the cue's features ([`TrainConfig::audio_decoder_video_cue`]); never exported.
     cue_probe: Option<SyncProbe>,
@@ -176,8 +166,8 @@ struct Run<'a> {
 }
 
 /// One clip's gradients and its share of the step's losses `[video, audio, text probe, sync
-/// probe, critic, adversarial]`.
-type ClipGrads = (GradStore, [f32; 6]);
+/// probe]`.
+type ClipGrads = (GradStore, [f32; 4]);
 
 const CHECKPOINT_DIR: &str = "checkpoint";
 const EMA_FILE: &str = "ema.safetensors";
@@ -229,17 +219,6 @@ impl Run<'_> {
 
     /// Clip `k` of step `step`'s batch.
     fn clip(&self, stage: Stage, step: usize, k: usize) -> Clip {
-        self.clip_with(stage, step, k, |_| {})
-    }
-
-    /// [`clip`](Self::clip) with its scene changed by `edit` before it is rendered.
-    fn clip_with(
-        &self,
-        stage: Stage,
-        step: usize,
-        k: usize,
-        edit: impl FnOnce(&mut Scene),
-    ) -> Clip {
         let step = self.data_step(step);
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
@@ -251,7 +230,7 @@ impl Run<'_> {
             Stage::VideoDecoder if self.cfg.video_decoder_dit_walk => (7u64, &self.sampler),
             Stage::VideoDecoder => (6u64, &self.codec_sampler),
         };
-        sampler.clip_with(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64, edit)
+        sampler.clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64)
     }
 
     fn save(&self, opt: &AdamW) -> Result<(), TrainError> {
@@ -296,7 +275,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The weights the model exports: the live variables less the probes and the critic, the
+    /// The weights the model exports: the live variables less the probes, the
     /// DiT's average in place of its live weights.
     fn exported_weights(&self) -> candle::Result<HashMap<String, Tensor>> {
         let mut weights: HashMap<String, Tensor> = {
@@ -304,7 +283,7 @@ impl Run<'_> {
                 candle::Error::Msg("nano train: the variable map lock is poisoned".into())
             })?;
             data.iter()
-                .filter(|(n, _)| !is_probe_var(n) && !is_critic_var(n))
+                .filter(|(n, _)| !is_probe_var(n))
                 .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
                 .collect()
         };
@@ -373,8 +352,6 @@ pub fn run(
     // The sampler walks the noise levels the DiT was trained on.
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
-    model_cfg.video.refine = cfg.video_decoder_refine;
-    model_cfg.video.shape_token = cfg.video_decoder_shape_token;
     model_cfg.audio.video_cue = cfg.audio_decoder_video_cue;
     if cfg.dit_clock {
         model_cfg = model_cfg.with_clock();
@@ -399,12 +376,6 @@ pub fn run(
     } else {
         None
     };
-    let critic = if cfg.video_decoder_adversarial > 0.0 {
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        Some(VideoCritic::new(vb.pp(critic::PREFIX))?)
-    } else {
-        None
-    };
     let cue_probe = if cfg.audio_decoder_video_cue {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         Some(SyncProbe::new(
@@ -419,12 +390,7 @@ pub fn run(
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
-    let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames)
-        .with_shape_footprint(if cfg.codec_shape_box {
-            Footprint::Box
-        } else {
-            Footprint::Silhouette
-        });
+    let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
         model_cfg,
@@ -446,7 +412,6 @@ pub fn run(
         probe,
         sync_probe,
         cue_probe,
-        critic,
         dev,
     };
 
@@ -469,7 +434,7 @@ pub fn run(
         let recipe = run.state.recipe.take();
         run.state = State { recipe, ..saved };
         // A checkpoint from before the video-decoder stage may predate its own layers
-        // (temporal mix, refine), which are the identity until then: they keep their init.
+        // (the temporal mix), which are the identity until then: they keep their init.
         let before_mix = run.state.stage < Stage::VideoDecoder;
         set_vars_or_keep(
             all_vars(&run.varmap)?,
@@ -532,7 +497,7 @@ pub fn run(
             Stage::VideoDecoder => (
                 cfg.video_decoder_steps,
                 cfg.video_decoder_lr,
-                &["video_decoder.", critic::PREFIX],
+                &["video_decoder."],
             ),
         };
         let optional = matches!(stage, Stage::AudioDecoder | Stage::VideoDecoder);
@@ -557,8 +522,6 @@ pub fn run(
         .with_clip_groups(|name| {
             if is_probe_var(name) {
                 2
-            } else if is_critic_var(name) {
-                3
             } else {
                 usize::from(is_audio_codec_var(name))
             }
@@ -593,7 +556,7 @@ pub fn run(
         let basis = dft_basis(256, &run.dev)?;
         while run.state.step < total {
             let step = run.state.step;
-            let (grads, [lv, la, lp, ls, lc, lg]) = run.step_grads(stage, step, &basis)?;
+            let (grads, [lv, la, lp, ls]) = run.step_grads(stage, step, &basis)?;
             let lr = |name: &str| match stage {
                 Stage::Codec if is_audio_codec_var(name) => {
                     lr_at(base_lr, step, cfg.warmup_steps, cfg.audio_codec_steps)
@@ -631,8 +594,6 @@ pub fn run(
                 loss_audio: la,
                 loss_probe: lp,
                 loss_sync_probe: ls,
-                loss_critic: lc,
-                loss_adversarial: lg,
                 elapsed_s,
             });
             session_steps += 1;

@@ -97,18 +97,6 @@ pub struct TrainConfig {
     /// so the stages before it are the same with or without them.
     #[serde(default)]
     pub video_decoder_temporal_mix: bool,
-    /// The video decoder's two finest levels end in a residual block that reads the latent
-    /// upsampled to them ([`VideoCodecConfig::refine`]), so the shape code reaches the
-    /// pixels of a square's corners directly. Trained from the identity in the
-    /// video-decoder stage only, as the temporal mix.
-    #[serde(default)]
-    pub video_decoder_refine: bool,
-    /// The video decoder reads the clip's shape from its whole shape code
-    /// ([`VideoCodecConfig::shape_token`]) and scales and shifts each level's features by
-    /// it, so the DiT's blurred code still says which shape to draw. Trained from the
-    /// identity in the video-decoder stage only; needs [`Self::codec_shape_weight`].
-    #[serde(default)]
-    pub video_decoder_shape_token: bool,
     /// When positive, the video-decoder stage decodes the DiT's one-step estimate of each
     /// clip instead of the encoder's noised latent: the clip's latents noised to a level
     /// drawn from `[0, this]`, the velocity taken with the caption, `x - sigma v`. That
@@ -126,41 +114,6 @@ pub struct TrainConfig {
     /// against 76.4% / 75.3%, squares 4 of 71. false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
-    /// The share of the video-decoder stage's clips whose latent, but for the shape code,
-    /// comes from the same scene with another shape (a ball's latent with a square's code),
-    /// paired with the frames the code names. The decoder then has to draw the shape the
-    /// code says where the other channels say another: what it sees when the DiT's code is
-    /// right and its silhouette a blob. With `video_decoder_dit_sigma` both the latent and
-    /// the code are the DiT's estimates at one level. Needs `codec_shape_weight`; 0: off.
-    #[serde(default)]
-    pub video_decoder_code_swap: f32,
-    /// The video-decoder stage's loss is the (object-weighted) mean absolute error instead of
-    /// the squared one: where the latent leaves an edge uncertain, L2 is least for a blur
-    /// between the two sides and L1 for one side, so corners stay sharp. false: L2, the recipe.
-    #[serde(default)]
-    pub video_decoder_l1: bool,
-    /// The share (0 to 1) of the video-decoder stage's clips whose shape-code channels are
-    /// blurred over the latent cells ([`blur_cells`]) before decoding, paired with the clip's
-    /// sharp frames: the DiT's code is right in which channel it lights but smooth over the
-    /// cells, and a decoder trained only on the encoder's sharp code copies its outline and
-    /// draws that as a blob (measured 2026-12-05: triangles from a swapped code 6 of 8, from
-    /// the same code blurred 1 of 5). With 0.5 for 1500 steps on that run's model: 3 of 6
-    /// from the blurred code, the DiT's triangles from noise 6 of 8 (4 of 7), squares still
-    /// balls, the eval unchanged (66.7% / 72.8% against 65.0% / 71.1%). Needs
-    /// `codec_shape_weight`; 0: off, the recipe.
-    #[serde(default)]
-    pub video_decoder_code_blur: f32,
-    /// Weight of an adversarial term in the video-decoder stage's loss: a patch critic
-    /// ([`super::critic::VideoCritic`], trained beside the decoder at its learning rate, never
-    /// exported) scores each patch of a frame as the world's or the decoder's, and the decoder
-    /// adds this times `-critic(decoded)` to its pixel loss. A pixel loss draws the mean of
-    /// what the latent leaves open (a square's corners rounded to a ball's); the critic makes
-    /// the decoder commit to the shapes the world draws. Measured 2026-12-05 at 0.05 on the
-    /// committed weights (1500 steps, lr 1e-3, `video_decoder_dit_sigma` 0.8): 77.5% / 72.0%
-    /// over two eval seeds against 76.4% / 75.3%, squares 1 of 71; the decoder draws dark
-    /// outlines and a faint grid rather than corners. 0: off, the recipe.
-    #[serde(default)]
-    pub video_decoder_adversarial: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -239,27 +192,6 @@ pub struct TrainConfig {
     /// 8). With a code, the video-decoder stage leaves its channels clean.
     #[serde(default)]
     pub codec_shape_weight: f32,
-    /// Weight of the video codec's shape invariance: each codec clip is also rendered with
-    /// another shape (the same scene, colour, place and motion) and the mean squared
-    /// difference between the two latents' channels past the shape code joins the loss, so
-    /// those channels carry the object but not its shape and the decoder has to draw the
-    /// silhouette from the code (the DiT gets the code right; the decoder of a codec without
-    /// this draws from the other channels, where the DiT's squares are a ball's). Needs
-    /// `codec_shape_weight`; 0: off (the recipe's).
-    #[serde(default)]
-    pub codec_shape_invariance: f32,
-    /// The shape code marks each object's bounding box (the square of its half extent) in
-    /// its shape's channel instead of the share of each cell its silhouette covers: the
-    /// code then says where the object is and which shape it is, the same footprint for
-    /// every shape, and with `codec_shape_invariance` the decoder has to draw the silhouette
-    /// itself. (With the silhouette's coverage it copies the code's outline, and a DiT's
-    /// code for a square, right in which channel but blurred, decodes as a blob: measured
-    /// 2026-12-05, squares 0 of 71.) Its codec, measured at step 2650 of 3600, draws from
-    /// the code as much and copies a box's outline as well: blurred over the cells
-    /// ([`blur_cells`]), a swapped box code decodes as a triangle 0 of 5 times (5 of 8
-    /// sharp). Needs `codec_shape_weight`; false: the recipe's.
-    #[serde(default)]
-    pub codec_shape_box: bool,
     /// The same on the latent cells the objects cover, in the DiT stage.
     pub dit_object_weight: f32,
     /// Initial gain of the DiT's query and key norms (its zero-centred weights start at
@@ -413,14 +345,8 @@ impl TrainConfig {
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
             video_decoder_temporal_mix: false,
-            video_decoder_refine: false,
-            video_decoder_shape_token: false,
             video_decoder_dit_sigma: 0.0,
             video_decoder_dit_walk: false,
-            video_decoder_code_swap: 0.0,
-            video_decoder_l1: false,
-            video_decoder_code_blur: 0.0,
-            video_decoder_adversarial: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -438,8 +364,6 @@ impl TrainConfig {
             physics_spread: 0.0,
             codec_object_weight: 8.0,
             codec_shape_weight: 10.0,
-            codec_shape_invariance: 0.0,
-            codec_shape_box: false,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             dit_clock: false,
@@ -530,18 +454,6 @@ impl TrainConfig {
         }
         if !(self.codec_shape_weight >= 0.0 && self.codec_shape_weight.is_finite()) {
             return bad("codec_shape_weight must be 0 (no shape code) or a positive weight");
-        }
-        if !(self.codec_shape_invariance >= 0.0 && self.codec_shape_invariance.is_finite()) {
-            return bad("codec_shape_invariance must be 0 (off) or a positive weight");
-        }
-        if self.codec_shape_invariance > 0.0 && self.codec_shape_weight <= 0.0 {
-            return bad(
-                "codec_shape_invariance moves the shape into the shape code: set \
-                 codec_shape_weight too",
-            );
-        }
-        if self.codec_shape_box && self.codec_shape_weight <= 0.0 {
-            return bad("codec_shape_box changes the shape code: set codec_shape_weight too");
         }
         if !(self.text_probe_weight >= 0.0 && self.text_probe_weight.is_finite()) {
             return bad("text_probe_weight must be 0 (no probe) or a positive weight");
@@ -642,26 +554,6 @@ impl TrainConfig {
                      give one",
                 );
             }
-        }
-        if !(0.0..=1.0).contains(&self.video_decoder_code_swap) {
-            return bad("video_decoder_code_swap must be a share between 0 and 1");
-        }
-        if self.video_decoder_code_swap > 0.0 && self.codec_shape_weight <= 0.0 {
-            return bad("video_decoder_code_swap swaps the shape code: set codec_shape_weight too");
-        }
-        if self.video_decoder_shape_token && self.codec_shape_weight <= 0.0 {
-            return bad(
-                "video_decoder_shape_token reads the shape code: set codec_shape_weight too",
-            );
-        }
-        if !(0.0..=1.0).contains(&self.video_decoder_code_blur) {
-            return bad("video_decoder_code_blur must be a share between 0 and 1");
-        }
-        if self.video_decoder_code_blur > 0.0 && self.codec_shape_weight <= 0.0 {
-            return bad("video_decoder_code_blur blurs the shape code: set codec_shape_weight too");
-        }
-        if !(self.video_decoder_adversarial.is_finite() && self.video_decoder_adversarial >= 0.0) {
-            return bad("video_decoder_adversarial must be a weight of at least 0 (0: off)");
         }
         if !(0.0..=1.0).contains(&self.placement_spread) {
             return bad("placement_spread must be between 0 (the middle) and 1 (the world's own)");
@@ -770,20 +662,30 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 5] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 12] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 6] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
-    "video_decoder_refine",
-    "video_decoder_shape_token",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
+];
+
+/// Settings measured, not adopted and removed (models/nano/README.md, "Retired settings"),
+/// with the value that means off: a checkpoint trained with one on is another run's.
+const RETIRED_SETTINGS: [&str; 8] = [
+    "codec_shape_invariance",
+    "codec_shape_box",
     "video_decoder_code_swap",
     "video_decoder_l1",
     "video_decoder_code_blur",
     "video_decoder_adversarial",
+    "video_decoder_refine",
+    "video_decoder_shape_token",
 ];
+
+/// The happyhorse commit that last had [`RETIRED_SETTINGS`].
+const RETIRED_AT: &str = "cd4d394";
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
 pub(super) fn settings_still_free(
@@ -828,6 +730,25 @@ pub(super) fn check_same_recipe(
     free: &[&str],
     state_path: &Path,
 ) -> Result<(), TrainError> {
+    let retired_on: Vec<String> = RETIRED_SETTINGS
+        .iter()
+        .filter_map(|&k| {
+            let v = saved.get(k)?;
+            let off = v.as_f64() == Some(0.0) || v.as_bool() == Some(false);
+            (!off).then(|| format!("{k} {v}"))
+        })
+        .collect();
+    if !retired_on.is_empty() {
+        return Err(TrainError::BadCheckpoint {
+            path: state_path.to_path_buf(),
+            message: format!(
+                "this checkpoint was trained with settings this version no longer has ({}); \
+                 resume it with happyhorse at commit {RETIRED_AT}, or give a new --out to start \
+                 another run",
+                retired_on.join(", ")
+            ),
+        });
+    }
     let empty = serde_json::Map::new();
     let asked = asked.unwrap_or(&empty);
     let saved = &upgraded_recipe(saved);
@@ -882,22 +803,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_box_shape_code_a_blurred_one_and_a_shape_token_need_a_shape_code() {
-        let box_code = |cfg: &mut TrainConfig| cfg.codec_shape_box = true;
-        let blurred = |cfg: &mut TrainConfig| cfg.video_decoder_code_blur = 0.5;
-        let token = |cfg: &mut TrainConfig| cfg.video_decoder_shape_token = true;
-        for set in [box_code, blurred, token] {
-            let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
-            set(&mut cfg);
-            assert!(cfg.validate().is_ok());
-            cfg.codec_shape_weight = 0.0;
-            let err = cfg.validate().expect_err("refused");
-            assert!(err.to_string().contains("codec_shape_weight"), "{err}");
+    fn a_checkpoint_with_a_retired_setting_on_is_refused_and_one_with_it_off_resumes() {
+        let path = Path::new("run/checkpoint/state.json");
+        let now = TrainConfig::smoke(PathBuf::from("run")).recipe().unwrap();
+        for (setting, off, on) in [
+            (
+                "codec_shape_box",
+                serde_json::json!(false),
+                serde_json::json!(true),
+            ),
+            (
+                "video_decoder_adversarial",
+                serde_json::json!(0.0),
+                serde_json::json!(0.05),
+            ),
+        ] {
+            let mut saved = now.clone();
+            saved.insert(setting.into(), off);
+            assert!(check_same_recipe(&saved, Some(&now), &[], path).is_ok());
+            saved.insert(setting.into(), on.clone());
+            let err = check_same_recipe(&saved, Some(&now), &[], path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{setting} {on}")), "{err}");
+            assert!(err.contains(RETIRED_AT), "{err}");
         }
-        let mut cfg = TrainConfig::smoke(PathBuf::from("run"));
-        cfg.video_decoder_code_blur = 1.5;
-        let err = cfg.validate().expect_err("refused");
-        assert!(err.to_string().contains("video_decoder_code_blur"), "{err}");
     }
 
     #[test]

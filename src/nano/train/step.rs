@@ -10,13 +10,12 @@ impl Run<'_> {
         &self,
         clip: &Clip,
         step: usize,
-        k: usize,
         mut noise: SeededNoise,
         basis: &(Tensor, Tensor),
     ) -> candle::Result<[Tensor; 2]> {
         let zero = || Tensor::zeros((), DType::F32, &self.dev);
         let lv = if step < self.cfg.codec_steps {
-            self.video_codec_loss(clip, step, k, &mut noise)?
+            self.video_codec_loss(clip, &mut noise)?
         } else {
             zero()?
         };
@@ -39,15 +38,11 @@ impl Run<'_> {
         )
     }
 
-    /// The video codec's loss on clip `k` of step `step`: the weighted reconstruction, a
-    /// small pull on the latent, the shape code and, with
-    /// [`TrainConfig::codec_shape_invariance`], the gap between the channels past the code of
-    /// this clip's latent and of the same clip drawn with another shape.
+    /// The video codec's loss on a clip: the weighted reconstruction, a small pull on the
+    /// latent and the shape code.
     pub(super) fn video_codec_loss(
         &self,
         clip: &Clip,
-        step: usize,
-        k: usize,
         noise: &mut SeededNoise,
     ) -> candle::Result<Tensor> {
         let m = &self.model;
@@ -61,17 +56,7 @@ impl Run<'_> {
         if self.cfg.codec_shape_weight <= 0.0 {
             return Ok(loss);
         }
-        let loss = (loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?)?;
-        let invariance = self.cfg.codec_shape_invariance;
-        let other = (invariance > 0.0)
-            .then(|| code_swap_shape(&clip.scene, noise.sample(2), 1.0))
-            .flatten();
-        let Some(shape) = other else {
-            return Ok(loss);
-        };
-        let twin = self.clip_with(Stage::Codec, step, k, |s| s.object.shape = shape);
-        let z_twin = m.video_encoder.encode(&frames_tensor(&twin, &self.dev)?)?;
-        loss + (shape_invariance_gap(&z, &z_twin)? * invariance as f64)?
+        loss + (shape_code_miss(&z, clip)? * self.cfg.codec_shape_weight as f64)?
     }
 
     pub(super) fn audio_codec_loss(
@@ -135,89 +120,33 @@ impl Run<'_> {
         Ok((sound, Some(hits)))
     }
 
-    /// The video-decoder stage's loss on clip `k` of step `step`: the frozen encoder's
-    /// latent plus noise of a level drawn from `[0, video_decoder_noise]` latent stds, or the
-    /// DiT's estimate ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's
-    /// frames; with [`TrainConfig::video_decoder_code_swap`] that latent may be another
-    /// shape's, the clip's shape code in its first channels, and with
-    /// [`TrainConfig::video_decoder_code_blur`] its code may be blurred over the cells. With
-    /// the critic ([`TrainConfig::video_decoder_adversarial`]) also the decoder's
-    /// adversarial term and the critic's own loss on these frames (the decoded ones detached).
+    /// The video-decoder stage's loss on a clip: the frozen encoder's latent plus noise of a
+    /// level drawn from `[0, video_decoder_noise]` latent stds, or the DiT's estimate
+    /// ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's frames.
     pub(super) fn video_decoder_loss(
         &self,
         clip: &Clip,
-        step: usize,
-        k: usize,
         mut noise: SeededNoise,
-    ) -> candle::Result<(Tensor, Option<Adversarial>)> {
+    ) -> candle::Result<Tensor> {
         let lat = self.state.latent.as_ref().ok_or_else(|| {
             candle::Error::Msg("nano train: video-decoder stage without latent statistics".into())
         })?;
         let m = &self.model;
         let x = frames_tensor(clip, &self.dev)?;
-        let swapped = match self.cfg.video_decoder_code_swap {
-            p if p > 0.0 => code_swap_shape(&clip.scene, noise.sample(2), p).map(|shape| {
-                self.clip_with(Stage::VideoDecoder, step, k, |s| s.object.shape = shape)
-            }),
-            _ => None,
-        };
-        let source = swapped.as_ref().unwrap_or(clip);
         let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
             .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
         let z = if let Some(sigma) = dit_sigma {
-            self.dit_video_estimate(source, lat, sigma, &mut noise)?
+            self.dit_video_estimate(clip, lat, sigma, &mut noise)?
         } else {
-            let z = m
-                .video_encoder
-                .encode(&frames_tensor(source, &self.dev)?)?
-                .detach();
+            let z = m.video_encoder.encode(&x)?.detach();
             let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
             let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
             let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
             let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
             (z + (e * level)?)?
         };
-        let z = if swapped.is_some() {
-            // The clip's own code, as the DiT estimates it at the same level when the stage
-            // decodes the DiT's estimates (so as blurred as the DiT's samples have it).
-            let own = match dit_sigma {
-                Some(sigma) => self.dit_video_estimate(clip, lat, sigma, &mut noise)?,
-                None => m.video_encoder.encode(&x)?.detach(),
-            };
-            let code = own.narrow(1, 0, SHAPE_CODE)?;
-            let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
-            Tensor::cat(&[&code, &rest], 1)?
-        } else {
-            z
-        };
-        let blur = self.cfg.video_decoder_code_blur;
-        let z = if blur > 0.0 && uniform(noise.sample(1)[0]) < blur as f64 {
-            let rest = z.narrow(1, SHAPE_CODE, z.dim(1)? - SHAPE_CODE)?;
-            Tensor::cat(&[&blur_cells(&z.narrow(1, 0, SHAPE_CODE)?)?, &rest], 1)?
-        } else {
-            z
-        };
         let y = m.video_decoder.decode(&z)?;
-        let wv = self.pixel_weights(clip)?;
-        let pixel = if self.cfg.video_decoder_l1 {
-            (&y - &x)?.abs()?.broadcast_mul(&wv)?.mean_all()?
-        } else {
-            weighted_mse(&y, &x, &wv)?
-        };
-        let Some(critic) = &self.critic else {
-            return Ok((pixel, None));
-        };
-        let mask = Tensor::from_slice(
-            &clip.object_mask,
-            (clip.n_frames, 1, clip.height, clip.width),
-            &self.dev,
-        )?;
-        let pw = critic::patch_weights(&mask, self.cfg.codec_object_weight)?;
-        let adversarial = Adversarial {
-            decoder: critic.generator_loss(&y, &pw)?,
-            critic: critic.loss(&x, &y.detach(), &pw)?,
-        };
-        Ok((pixel, Some(adversarial)))
+        weighted_mse(&y, &x, &self.pixel_weights(clip)?)
     }
 
     /// The DiT's estimate of `clip`'s video latent from its latents noised to `sigma0`, at the
@@ -410,7 +339,7 @@ impl Run<'_> {
     }
 
     /// Gradients of one optimizer step, one store per clip (in clip order), and the step's
-    /// mean losses `[video, audio, text probe, sync probe, critic, adversarial]`. Clips are
+    /// mean losses `[video, audio, text probe, sync probe]`. Clips are
     /// rendered and differentiated on `cfg.workers` threads; each clip's share of the loss is
     /// `1 / batch`.
     pub(super) fn step_grads(
@@ -418,14 +347,13 @@ impl Run<'_> {
         stage: Stage,
         step: usize,
         basis: &(Tensor, Tensor),
-    ) -> candle::Result<(Vec<GradStore>, [f32; 6])> {
+    ) -> candle::Result<(Vec<GradStore>, [f32; 4])> {
         let batch = self.cfg.batch;
         let one = |k: usize| -> candle::Result<ClipGrads> {
             let clip = self.clip(stage, step, k);
-            let mut adversarial = None;
             let ([lv, la], probes) = match stage {
                 Stage::Codec => (
-                    self.codec_loss(&clip, step, k, self.noise(0xC0DE_C000, step, k), basis)?,
+                    self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
                     [None, None],
                 ),
                 Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
@@ -438,15 +366,13 @@ impl Run<'_> {
                         [None, hits],
                     )
                 }
-                Stage::VideoDecoder => {
-                    let (pixel, adv) =
-                        self.video_decoder_loss(&clip, step, k, self.noise(0x71DE_0DEC, step, k))?;
-                    adversarial = adv;
-                    (
-                        [pixel, Tensor::zeros((), DType::F32, &self.dev)?],
-                        [None, None],
-                    )
-                }
+                Stage::VideoDecoder => (
+                    [
+                        self.video_decoder_loss(&clip, self.noise(0x71DE_0DEC, step, k))?,
+                        Tensor::zeros((), DType::F32, &self.dev)?,
+                    ],
+                    [None, None],
+                ),
             };
             let mut total = (&lv + &la)?;
             let mut lp = [0f32; 2];
@@ -456,23 +382,7 @@ impl Run<'_> {
                     total = (total + p)?;
                 }
             }
-            let mut la_adv = [0f32; 2];
-            if let Some(adv) = &adversarial {
-                total = (total + (&adv.decoder * self.cfg.video_decoder_adversarial as f64)?)?;
-                la_adv = [adv.critic.to_scalar()?, adv.decoder.to_scalar()?];
-            }
-            let mut grads = (total / batch as f64)?.backward()?;
-            if let Some(adv) = &adversarial {
-                // The critic learns from its own loss only: the decoder's term would teach it
-                // to score the decoded frames up.
-                let critic_grads = (&adv.critic / batch as f64)?.backward()?;
-                for (_, var) in vars_with_prefix(&self.varmap, &[critic::PREFIX])? {
-                    grads.remove(var.as_tensor());
-                    if let Some(g) = critic_grads.get(var.as_tensor()) {
-                        grads.insert(var.as_tensor(), g.clone());
-                    }
-                }
-            }
+            let grads = (total / batch as f64)?.backward()?;
             let n = batch as f32;
             Ok((
                 grads,
@@ -481,8 +391,6 @@ impl Run<'_> {
                     la.to_scalar::<f32>()? / n,
                     lp[0] / n,
                     lp[1] / n,
-                    la_adv[0] / n,
-                    la_adv[1] / n,
                 ],
             ))
         };
@@ -513,7 +421,7 @@ impl Run<'_> {
             out
         });
         let mut grads = Vec::with_capacity(batch);
-        let mut loss = [0f32; 6];
+        let mut loss = [0f32; 4];
         for (_, r) in results {
             let (g, clip_loss) = r?;
             grads.push(g);
@@ -523,12 +431,4 @@ impl Run<'_> {
         }
         Ok((grads, loss))
     }
-}
-
-/// The adversarial pair of one decoded clip ([`TrainConfig::video_decoder_adversarial`]).
-pub(super) struct Adversarial {
-    /// The decoder's term: `-critic(decoded)`, weighted over the patches.
-    decoder: Tensor,
-    /// The critic's hinge loss on the clip's frames against the decoded ones (detached).
-    critic: Tensor,
 }

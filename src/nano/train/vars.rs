@@ -126,25 +126,15 @@ pub(super) fn is_temporal_mix_var(name: &str) -> bool {
     name.starts_with("video_decoder.mix_")
 }
 
-/// What only the decoder stages train: the video decoder's temporal mix, refine blocks and
-/// shape token (from the identity: their `out` layers start at zero) and the critic, and the audio
-/// decoder's video cue (its `out` and `context` from zero).
+/// What only the decoder stages train: the video decoder's temporal mix (from the
+/// identity: zero) and the audio decoder's video cue (its `out` and `context` from zero).
 pub(super) fn is_decoder_stage_var(name: &str) -> bool {
-    is_temporal_mix_var(name)
-        || name.starts_with("video_decoder.refine.")
-        || name.starts_with("video_decoder.shape.")
-        || is_critic_var(name)
-        || is_audio_cue_var(name)
+    is_temporal_mix_var(name) || is_audio_cue_var(name)
 }
 
 /// The audio decoder's video cue ([`super::TrainConfig::audio_decoder_video_cue`]).
 pub(super) fn is_audio_cue_var(name: &str) -> bool {
     name.starts_with("audio_decoder.cue.")
-}
-
-/// The video critic ([`super::TrainConfig::video_decoder_adversarial`]): never exported.
-pub(super) fn is_critic_var(name: &str) -> bool {
-    name.starts_with(critic::PREFIX)
 }
 
 /// The codecs' variables, without the video-decoder stage's own layers.
@@ -181,7 +171,7 @@ pub(super) const CODEC_PREFIXES: [&str; 4] = [
 pub(super) fn read_model_config(dir: &Path) -> Result<(PathBuf, NanoConfig), TrainError> {
     let path = dir.join(nano::CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    match serde_json::from_str(&text) {
+    match NanoConfig::from_json(&text) {
         Ok(cfg) => Ok((path, cfg)),
         Err(e) => Err(TrainError::BadCheckpoint {
             path,
@@ -201,8 +191,6 @@ pub(super) fn load_codecs(
     let (cfg_path, theirs) = read_model_config(dir)?;
     let their_video = VideoCodecConfig {
         temporal_mix: cfg.video.temporal_mix,
-        refine: cfg.video.refine,
-        shape_token: cfg.video.shape_token,
         ..theirs.video.clone()
     };
     let their_audio = AudioCodecConfig {
@@ -236,18 +224,12 @@ pub(super) fn load_model(
     let bad = |path: PathBuf, message: String| TrainError::BadCheckpoint { path, message };
     let (cfg_path, theirs) = read_model_config(dir)?;
     let (v, ours) = (&theirs.video, &cfg.video);
-    if (v.temporal_mix && !ours.temporal_mix)
-        || (v.refine && !ours.refine)
-        || (v.shape_token && !ours.shape_token)
-    {
+    if v.temporal_mix && !ours.temporal_mix {
         return Err(bad(
             cfg_path,
-            format!(
-                "its video decoder has layers this run would drop; pass \
-                 --video-decoder-temporal-mix {} --video-decoder-refine {} \
-                 --video-decoder-shape-token {}",
-                v.temporal_mix, v.refine, v.shape_token
-            ),
+            "its video decoder has layers this run would drop; pass \
+             --video-decoder-temporal-mix true"
+                .into(),
         ));
     }
     if theirs.audio.video_cue && !cfg.audio.video_cue {

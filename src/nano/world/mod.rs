@@ -18,8 +18,8 @@ mod sound;
 pub use caption::{caption, parse_prompt};
 pub use motion::{Impact, Trajectory, GROUND_Y};
 pub use render::{
-    frame_count, ground_truth, render_video, shape_coverage, BBox, ClipTruth, Footprint, Frame,
-    FrameTruth, ObjectTruth,
+    frame_count, ground_truth, render_video, shape_coverage, BBox, ClipTruth, Frame, FrameTruth,
+    ObjectTruth,
 };
 pub use rng::SplitMix64;
 pub use scene::{

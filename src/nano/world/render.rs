@@ -301,19 +301,7 @@ pub fn render_video(
         .collect()
 }
 
-/// What [`shape_coverage`] marks for each object, in its own shape's channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Footprint {
-    /// The pixels its silhouette covers.
-    #[default]
-    Silhouette,
-    /// Its bounding box (the square of its half extent): the same footprint for a ball, a
-    /// square and a triangle at one place and size, so the map says where an object is and
-    /// which shape it is, but not how that shape is drawn.
-    Box,
-}
-
-/// Per frame, the share of each pixel covered by the `footprint` of an object of each shape
+/// Per frame, the share of each pixel covered by the silhouette of an object of each shape
 /// of [`Shape::ALL`] (in that order), as `render_video` with the same arguments draws them:
 /// `[n, 3, height, width]`. Where the primary passes in front of the companion both count
 /// (capped at 1).
@@ -323,7 +311,6 @@ pub fn shape_coverage(
     height: usize,
     fps: f32,
     duration_s: f32,
-    footprint: Footprint,
 ) -> Vec<f32> {
     let traj = Trajectory::new(scene, duration_s);
     let n = frame_count(fps, duration_s);
@@ -345,11 +332,7 @@ pub fn shape_coverage(
             for py in ys {
                 for px in xs.clone() {
                     let v = &mut map[py * width + px];
-                    let drawn = match footprint {
-                        Footprint::Silhouette => object.shape,
-                        Footprint::Box => Shape::Square,
-                    };
-                    *v = (*v + coverage(drawn, cx, cy, half, px, py)).min(1.0);
+                    *v = (*v + coverage(object.shape, cx, cy, half, px, py)).min(1.0);
                 }
             }
         }

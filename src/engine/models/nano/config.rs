@@ -19,26 +19,11 @@ pub struct VideoCodecConfig {
     /// continues the group before it. Off in configs written before it existed.
     #[serde(default)]
     pub temporal_mix: bool,
-    /// The decoder's two finest levels end in a residual block that also reads the latent,
-    /// upsampled bilinearly to that level ([`super::video_codec::VideoDecoder`]'s
-    /// `refine`): the shape code reaches the pixels it draws, not only through three
-    /// nearest-neighbour upsamplings. Off in configs written before it existed.
-    #[serde(default)]
-    pub refine: bool,
-    /// The decoder reads the clip's shape from its whole shape code (the latent's first
-    /// [`Self::SHAPE_CODE`] channels, pooled over every cell and frame) and modulates each
-    /// level's features with it ([`super::video_codec::VideoDecoder`]'s `shape`), so an
-    /// object the DiT draws blurred still knows which shape it is. Off in configs written
-    /// before it existed.
-    #[serde(default)]
-    pub shape_token: bool,
 }
 
 impl VideoCodecConfig {
     /// Latent frames cover 4 pixel frames, as in MagiHuman (Wan 2.2 VAE): `4(T-1)+1` frames.
     pub const TEMPORAL_STRIDE: usize = 4;
-    /// Channels of the shape code, when a codec is trained with one (ball, square, triangle).
-    pub const SHAPE_CODE: usize = 3;
     pub const SPATIAL_STRIDE: usize = 8;
 }
 
@@ -210,8 +195,6 @@ impl NanoConfig {
                 latent_channels: zv,
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
-                refine: false,
-                shape_token: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -337,6 +320,27 @@ impl NanoConfig {
         self
     }
 
+    /// Video-decoder layers this version no longer builds (retired 2026-12-05, see
+    /// models/nano/README.md, "Retired settings"), as `config.json` keys of `video`.
+    pub const RETIRED_VIDEO_LAYERS: [&str; 2] = ["refine", "shape_token"];
+
+    /// Reads a `config.json`. A model written while a retired layer existed loads when the
+    /// layer is off, and is refused, by name, when its decoder has it: loaded without it,
+    /// it would draw something else.
+    pub fn from_json(text: &str) -> candle::Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| candle::Error::Msg(e.to_string()))?;
+        for key in Self::RETIRED_VIDEO_LAYERS {
+            if value["video"][key].as_bool().unwrap_or(false) {
+                candle::bail!(
+                    "video.{key} is on: its video decoder has a layer this happyhorse no longer \
+                     builds (retired 2026-12-05); use happyhorse at commit cd4d394 for it"
+                )
+            }
+        }
+        serde_json::from_value(value).map_err(|e| candle::Error::Msg(e.to_string()))
+    }
+
     pub fn validate(&self) -> candle::Result<()> {
         self.dit.validate()?;
         let p = &self.data_proxy;
@@ -347,14 +351,6 @@ impl NanoConfig {
             candle::bail!(
                 "nano: pooled_text, progress and clock need conditioning (they ride on the same \
                  channels)"
-            )
-        }
-        if self.video.shape_token && self.video.latent_channels < VideoCodecConfig::SHAPE_CODE {
-            candle::bail!(
-                "nano: video.shape_token reads a shape code from the first {} latent channels, \
-                 but the latent has {}; set shape_token false",
-                VideoCodecConfig::SHAPE_CODE,
-                self.video.latent_channels
             )
         }
         let (extra_v, extra_a) = self.extra_channels();
@@ -439,13 +435,25 @@ mod tests {
         map.remove("progress");
         map.remove("clock");
         map["video"].as_object_mut().unwrap().remove("temporal_mix");
-        map["video"].as_object_mut().unwrap().remove("refine");
-        map["video"].as_object_mut().unwrap().remove("shape_token");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
         map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
         let old: NanoConfig = serde_json::from_value(json).unwrap();
         assert!(!old.progress);
-        assert!(!old.video.temporal_mix && !old.video.refine && !old.video.shape_token);
+        assert!(!old.video.temporal_mix);
+
+        // A retired layer loads when it is off and is refused by name when it is on.
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        for key in NanoConfig::RETIRED_VIDEO_LAYERS {
+            json["video"][key] = false.into();
+            assert_eq!(NanoConfig::from_json(&json.to_string()).unwrap(), cfg);
+            json["video"][key] = true.into();
+            let err = NanoConfig::from_json(&json.to_string()).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("video.{key} is on")),
+                "{err}"
+            );
+            json["video"][key] = false.into();
+        }
         old.validate().unwrap();
 
         // The flag and the DiT's input widths must agree.
