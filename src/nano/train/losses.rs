@@ -1,5 +1,6 @@
-//! What the stages' losses read: the clips' latents and noised points, the shape code and its
-//! invariance gap, the weighted MSE and the audio codec's spectral and loudness-envelope terms.
+//! What the stages' losses read: the clips' latents and noised points, the shape code, the
+//! weighted MSE and the audio codec's spectral and loudness-envelope terms (and `blur_cells`,
+//! a shape code as smooth as the DiT draws it, which `examples/nano_detail` decodes).
 
 use super::*;
 
