@@ -306,6 +306,10 @@ pub enum TrainCommand {
         /// latent is rolled in time, so that only the picture tells when the hits are.
         #[arg(long)]
         audio_decoder_cue_shift: Option<f32>,
+        /// With the cue, the audio-decoder stage decodes the DiT's own sound and picture, its
+        /// walk from the clip's latents noised to a level drawn up to this (0 to 1).
+        #[arg(long)]
+        audio_decoder_dit_sigma: Option<f32>,
         /// Steps of a stage after that one that trains the video decoder alone on noised
         /// latents; rerun a finished run with it to extend that run.
         #[arg(long)]
@@ -693,6 +697,7 @@ pub fn run(cli: Cli) -> CliResult {
                     audio_decoder_noise,
                     audio_decoder_video_cue,
                     audio_decoder_cue_shift,
+                    audio_decoder_dit_sigma,
                     video_decoder_steps,
                     video_decoder_lr,
                     video_decoder_noise,
@@ -748,6 +753,8 @@ pub fn run(cli: Cli) -> CliResult {
                 audio_decoder_video_cue.unwrap_or(cfg.audio_decoder_video_cue);
             cfg.audio_decoder_cue_shift =
                 audio_decoder_cue_shift.unwrap_or(cfg.audio_decoder_cue_shift);
+            cfg.audio_decoder_dit_sigma =
+                audio_decoder_dit_sigma.unwrap_or(cfg.audio_decoder_dit_sigma);
             cfg.video_decoder_steps = video_decoder_steps.unwrap_or(cfg.video_decoder_steps);
             cfg.video_decoder_lr = video_decoder_lr.unwrap_or(cfg.video_decoder_lr);
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);

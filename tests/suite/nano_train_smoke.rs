@@ -643,3 +643,54 @@ fn a_restart_phase_adds_the_sync_probe_to_a_finished_run_and_it_stays_out_of_the
         .filter(|n| n.starts_with("dit.") && !n.ends_with("rope.bands"))
         .all(|n| max_abs_diff(&before[n], &after[n]) > 0.0));
 }
+
+/// The first audio-decoder loss (sound, cue probe) of a short run whose stage has the video
+/// cue and decodes the DiT's walk from levels up to `dit_sigma` (0: the encoder's latents).
+fn first_cue_losses(dit_sigma: f32) -> (f32, f32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.dit_steps = 6;
+    cfg.audio_decoder_steps = 1;
+    cfg.video_decoder_steps = 0;
+    cfg.audio_decoder_noise = 0.0;
+    cfg.audio_decoder_video_cue = true;
+    cfg.audio_decoder_dit_sigma = dit_sigma;
+    let mut losses = Vec::new();
+    run(cfg, &Device::Cpu, &mut |p| {
+        if p.stage == Stage::AudioDecoder {
+            losses.push((p.loss, p.loss_sync_probe))
+        }
+    })
+    .expect("training runs");
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    losses[0]
+}
+
+#[test]
+fn the_cue_stage_can_decode_the_dits_own_sound_and_picture() {
+    let (sound, probe) = first_cue_losses(0.0);
+    // From a level near 0 the DiT's walk is the clip's own latents: the same losses.
+    let (near_sound, near_probe) = first_cue_losses(1e-6);
+    assert!(
+        (sound - near_sound).abs() <= 1e-3 * sound,
+        "{sound} vs {near_sound}"
+    );
+    assert!(
+        (probe - near_probe).abs() <= 1e-3 * probe,
+        "{probe} vs {near_probe}"
+    );
+    // From pure noise it is the (barely trained) DiT's clip: another sound to decode. (The
+    // smoke run's decoder barely reads its latent yet: 1.2% apart, measured; a stage that
+    // ignored the setting would decode the same latent, noise 0, to the same loss.)
+    let (walked, _) = first_cue_losses(1.0);
+    assert!(
+        (walked - sound).abs() > 0.005 * sound,
+        "{sound} vs {walked}"
+    );
+    // Refused without the cue, by name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.audio_decoder_dit_sigma = 0.5;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    assert!(err.to_string().contains("audio_decoder_video_cue"), "{err}");
+}

@@ -549,7 +549,9 @@ pub fn run(
             run.ema = Some(ema);
         }
         run.exported = None;
-        if stage == Stage::VideoDecoder && cfg.video_decoder_dit_sigma > 0.0 {
+        if (stage == Stage::VideoDecoder && cfg.video_decoder_dit_sigma > 0.0)
+            || (stage == Stage::AudioDecoder && cfg.audio_decoder_dit_sigma > 0.0)
+        {
             let vb = VarBuilder::from_tensors(run.exported_weights()?, DType::F32, &run.dev);
             run.exported = Some(Nano::new(&run.model_cfg, vb)?);
         }

@@ -77,6 +77,13 @@ pub struct TrainConfig {
     /// right sounds at wrong times, as the DiT's are, which only the picture can put right.
     #[serde(default)]
     pub audio_decoder_cue_shift: f32,
+    /// With the cue: when positive, the stage decodes the DiT's own sound beside its own
+    /// picture, its walk down the sampler's schedule (guided as the sampler) from the clip's
+    /// latents noised to a level drawn up to this (0 to 1), paired with the clip's sound: the
+    /// DiT's stray hits and the contacts its picture shows are what the cue then learns
+    /// to tell apart. 0: the encoder's latents (with `audio_decoder_cue_shift`).
+    #[serde(default)]
+    pub audio_decoder_dit_sigma: f32,
     /// Steps of a stage after that one that trains the video decoder alone the same way: the
     /// frozen encoder's latents plus noise, decoded to the clip's frames (objects weighed up
     /// as in the codec stage). A finished run is extended by rerunning it with this set.
@@ -341,6 +348,7 @@ impl TrainConfig {
             audio_decoder_noise: AUDIO_DECODER_NOISE,
             audio_decoder_video_cue: false,
             audio_decoder_cue_shift: 0.0,
+            audio_decoder_dit_sigma: 0.0,
             video_decoder_steps: 0,
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
@@ -531,6 +539,15 @@ impl TrainConfig {
                  picture: set audio_decoder_video_cue too",
             );
         }
+        if !(0.0..=1.0).contains(&self.audio_decoder_dit_sigma) {
+            return bad("audio_decoder_dit_sigma must be a noise level between 0 and 1");
+        }
+        if self.audio_decoder_dit_sigma > 0.0 && !self.audio_decoder_video_cue {
+            return bad(
+                "audio_decoder_dit_sigma trains the cue on the DiT's own clips: set \
+                 audio_decoder_video_cue too",
+            );
+        }
         if self.audio_decoder_from.is_some() {
             if self.audio_decoder_steps == 0 {
                 return bad("audio_decoder_from trains the audio-decoder stage: \
@@ -653,12 +670,13 @@ pub(super) const RESTART_SETTINGS: [&str; 8] = [
 pub(super) const AUDIO_DECODER_NOISE: f32 = 0.5;
 
 /// Settings of the audio-decoder stage: free to change until a checkpoint is in it.
-pub(super) const AUDIO_DECODER_SETTINGS: [&str; 5] = [
+pub(super) const AUDIO_DECODER_SETTINGS: [&str; 6] = [
     "audio_decoder_steps",
     "audio_decoder_lr",
     "audio_decoder_noise",
     "audio_decoder_video_cue",
     "audio_decoder_cue_shift",
+    "audio_decoder_dit_sigma",
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.

@@ -78,7 +78,9 @@ impl Run<'_> {
     /// draws them from its latent noised the same way (at a level of its own), a share
     /// `audio_decoder_cue_shift` of the clips has its audio latent rolled in time by 1 to
     /// `Na - 1` frames (right sounds, wrong times), and the cue probe's loss (which frames a
-    /// hit sounds in, read from the cue's features) comes second.
+    /// hit sounds in, read from the cue's features) comes second. With
+    /// [`TrainConfig::audio_decoder_dit_sigma`] the sound latent and the frames are the DiT's
+    /// own: its walk from the clip's latents noised to a level drawn up to it.
     pub(super) fn audio_decoder_loss(
         &self,
         clip: &Clip,
@@ -101,6 +103,14 @@ impl Run<'_> {
                 None,
             ));
         };
+        if self.cfg.audio_decoder_dit_sigma > 0.0 {
+            let sigma = uniform(noise.sample(1)[0]) * self.cfg.audio_decoder_dit_sigma as f64;
+            let (zv, za) = self.dit_estimate(clip, lat, sigma, true, &mut noise)?;
+            let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
+            let hits = probe.loss(&cue.features(&frames)?, &clip.impact_frames)?;
+            let sound = self.audio_reconstruction_loss(clip, &a, &za, Some(&frames), basis)?;
+            return Ok((sound, Some(hits)));
+        }
         let zv = m.video_encoder.encode(&frames_tensor(clip, &self.dev)?)?;
         let u = noise.sample(3);
         let level_v = uniform(u[0]) * self.cfg.audio_decoder_noise as f64;
@@ -136,7 +146,8 @@ impl Run<'_> {
         let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
             .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
         let z = if let Some(sigma) = dit_sigma {
-            self.dit_video_estimate(clip, lat, sigma, &mut noise)?
+            let walk = self.cfg.video_decoder_dit_walk;
+            self.dit_estimate(clip, lat, sigma, walk, &mut noise)?.0
         } else {
             let z = m.video_encoder.encode(&x)?.detach();
             let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
@@ -149,18 +160,20 @@ impl Run<'_> {
         weighted_mse(&y, &x, &self.pixel_weights(clip)?)
     }
 
-    /// The DiT's estimate of `clip`'s video latent from its latents noised to `sigma0`, at the
-    /// encoder's scale and detached ([`TrainConfig::video_decoder_dit_sigma`]): its one-step
-    /// guess `x - sigma0 v` with the caption, or with [`TrainConfig::video_decoder_dit_walk`]
-    /// its walk down the sampler's schedule from there (Euler, classifier-free guidance on the
-    /// sampler's first steps at its scales). The guess is the walk's first step alone, unguided.
-    pub(super) fn dit_video_estimate(
+    /// The DiT's estimate of `clip`'s video and audio latents from its latents noised to
+    /// `sigma0`, at the encoders' scales and detached ([`TrainConfig::video_decoder_dit_sigma`],
+    /// [`TrainConfig::audio_decoder_dit_sigma`]): its one-step guess `x - sigma0 v` with the
+    /// caption, or with `walk` its walk down the sampler's schedule from there (Euler,
+    /// classifier-free guidance on the sampler's first steps at its scales). The guess is the
+    /// walk's first step alone, unguided.
+    pub(super) fn dit_estimate(
         &self,
         clip: &Clip,
         lat: &LatentStats,
         sigma0: f64,
+        walk: bool,
         noise: &mut SeededNoise,
-    ) -> candle::Result<Tensor> {
+    ) -> candle::Result<(Tensor, Tensor)> {
         let m = self.exported.as_ref().unwrap_or(&self.model);
         let s = &self.model_cfg.sampler;
         let (zv, za) = clip_latents(m, lat, clip, &self.dev)?;
@@ -171,7 +184,7 @@ impl Run<'_> {
         let txt = m.text_encoder.forward(&ids)?;
         let unguided = s.guidance_video == 1.0 && s.guidance_audio == 1.0;
         // The levels walked, and how many of the sampler's first steps are guided.
-        let (levels, guided_steps) = match self.cfg.video_decoder_dit_walk {
+        let (levels, guided_steps) = match walk {
             true if unguided => (levels_below(sigma0 as f32, s.steps, s.shift), 0),
             true => (
                 levels_below(sigma0 as f32, s.steps, s.shift),
@@ -199,7 +212,10 @@ impl Run<'_> {
             xv = (&xv + (&v * (next - sigma) as f64)?)?.detach();
             xa = (&xa + (&a * (next - sigma) as f64)?)?.detach();
         }
-        nano::denormalize(&xv, &lat.video_mean, &lat.video_std, 1)
+        Ok((
+            nano::denormalize(&xv, &lat.video_mean, &lat.video_std, 1)?,
+            nano::denormalize(&xa, &lat.audio_mean, &lat.audio_std, 2)?,
+        ))
     }
 
     /// How far the decoded `za` (beside the decoded `frames`, for a decoder with the cue)
