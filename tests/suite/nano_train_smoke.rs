@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use candle_core::Device;
-use happyhorse::engine::pipelines::nano::NanoPipeline;
+use happyhorse::engine::pipelines::nano::{NanoClip, NanoPipeline};
 use happyhorse::nano::train::{run, Stage, TrainConfig};
 
 type Weights = std::collections::HashMap<String, candle_core::Tensor>;
@@ -25,6 +25,23 @@ fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
 fn model_config(model_dir: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(model_dir.join("config.json")).expect("config");
     serde_json::from_str(&text).expect("config JSON")
+}
+
+/// A 1 s, 32x24 clip at 8 fps of "a red ball bouncing" from the exported model in `model_dir`.
+fn red_ball_clip(model_dir: &std::path::Path) -> NanoClip {
+    let pipe = NanoPipeline::load(model_dir, &Device::Cpu).expect("exported model loads");
+    pipe.generate(
+        "a red ball bouncing",
+        32,
+        24,
+        8,
+        1.0,
+        1,
+        2,
+        1.0,
+        &mut |_, _| ControlFlow::Continue(()),
+    )
+    .expect("generates")
 }
 
 /// Every tensor of `before` is the same in `after` except those under `prefix`, which moved.
@@ -196,20 +213,7 @@ fn a_dit_with_the_clock_trains_exports_and_generates() {
     cfg.dit_clock = true;
     let done = run(cfg, &Device::Cpu, &mut |_| {}).expect("training runs");
     assert_eq!(model_config(&done.model_dir)["clock"], true);
-    let pipe = NanoPipeline::load(&done.model_dir, &Device::Cpu).expect("exported model loads");
-    let clip = pipe
-        .generate(
-            "a red ball bouncing",
-            32,
-            24,
-            8,
-            1.0,
-            1,
-            2,
-            1.0,
-            &mut |_, _| ControlFlow::Continue(()),
-        )
-        .expect("generates");
+    let clip = red_ball_clip(&done.model_dir);
     assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
 }
 
@@ -460,20 +464,7 @@ fn an_audio_decoder_that_hears_the_picture_trains_from_a_finished_model_and_gene
     assert_eq!(model_config(&heard.model_dir)["audio"]["video_cue"], true);
 
     // The exported model generates with it: the decoder reads the sampled picture.
-    let pipe = NanoPipeline::load(&heard.model_dir, &Device::Cpu).expect("exported model loads");
-    let clip = pipe
-        .generate(
-            "a red ball bouncing",
-            32,
-            24,
-            8,
-            1.0,
-            1,
-            2,
-            1.0,
-            &mut |_, _| ControlFlow::Continue(()),
-        )
-        .expect("generates");
+    let clip = red_ball_clip(&heard.model_dir);
     assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
     assert!(!clip.audio.is_empty() && clip.audio.iter().all(|x| x.is_finite()));
 

@@ -103,28 +103,28 @@ impl Run<'_> {
                 None,
             ));
         };
-        if self.cfg.audio_decoder_dit_sigma > 0.0 {
+        // The sound latent and the video latent whose frames the cue sees.
+        let (za, zv) = if self.cfg.audio_decoder_dit_sigma > 0.0 {
             let sigma = uniform(noise.sample(1)[0]) * self.cfg.audio_decoder_dit_sigma as f64;
             let (zv, za) = self.dit_estimate(clip, lat, sigma, true, &mut noise)?;
-            let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
-            let hits = probe.loss(&cue.features(&frames)?, &clip.impact_frames)?;
-            let sound = self.audio_reconstruction_loss(clip, &a, &za, Some(&frames), basis)?;
-            return Ok((sound, Some(hits)));
-        }
-        let zv = m.video_encoder.encode(&frames_tensor(clip, &self.dev)?)?;
-        let u = noise.sample(3);
-        let level_v = uniform(u[0]) * self.cfg.audio_decoder_noise as f64;
-        let std_v =
-            Tensor::from_slice(&lat.video_std, (1, lat.video_std.len(), 1, 1, 1), &self.dev)?;
-        let zv = (&zv + (noise_like(&mut noise, &zv)?.broadcast_mul(&std_v)? * level_v)?)?;
-        let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
-        let na = za.dim(1)?;
-        let za = if na > 1 && uniform(u[1]) < self.cfg.audio_decoder_cue_shift as f64 {
-            let by = 1 + ((uniform(u[2]) * (na - 1) as f64) as usize).min(na - 2);
-            roll_frames(&za, by)?
+            (za, zv)
         } else {
-            za
+            let zv = m.video_encoder.encode(&frames_tensor(clip, &self.dev)?)?;
+            let u = noise.sample(3);
+            let level_v = uniform(u[0]) * self.cfg.audio_decoder_noise as f64;
+            let std_v =
+                Tensor::from_slice(&lat.video_std, (1, lat.video_std.len(), 1, 1, 1), &self.dev)?;
+            let zv = (&zv + (noise_like(&mut noise, &zv)?.broadcast_mul(&std_v)? * level_v)?)?;
+            let na = za.dim(1)?;
+            let za = if na > 1 && uniform(u[1]) < self.cfg.audio_decoder_cue_shift as f64 {
+                let by = 1 + ((uniform(u[2]) * (na - 1) as f64) as usize).min(na - 2);
+                roll_frames(&za, by)?
+            } else {
+                za
+            };
+            (za, zv)
         };
+        let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
         let hits = probe.loss(&cue.features(&frames)?, &clip.impact_frames)?;
         let sound = self.audio_reconstruction_loss(clip, &a, &za, Some(&frames), basis)?;
         Ok((sound, Some(hits)))
