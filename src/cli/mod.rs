@@ -310,6 +310,10 @@ pub enum TrainCommand {
         /// walk from the clip's latents noised to a level drawn up to this (0 to 1).
         #[arg(long)]
         audio_decoder_dit_sigma: Option<f32>,
+        /// With the cue, the audio-decoder stage's target puts the hits where the decoded
+        /// picture shows its contacts (read by the eval's video analyzer): true or false.
+        #[arg(long)]
+        audio_decoder_picture_hits: Option<bool>,
         /// Steps of a stage after that one that trains the video decoder alone on noised
         /// latents; rerun a finished run with it to extend that run.
         #[arg(long)]
@@ -698,6 +702,7 @@ pub fn run(cli: Cli) -> CliResult {
                     audio_decoder_video_cue,
                     audio_decoder_cue_shift,
                     audio_decoder_dit_sigma,
+                    audio_decoder_picture_hits,
                     video_decoder_steps,
                     video_decoder_lr,
                     video_decoder_noise,
@@ -755,6 +760,8 @@ pub fn run(cli: Cli) -> CliResult {
                 audio_decoder_cue_shift.unwrap_or(cfg.audio_decoder_cue_shift);
             cfg.audio_decoder_dit_sigma =
                 audio_decoder_dit_sigma.unwrap_or(cfg.audio_decoder_dit_sigma);
+            cfg.audio_decoder_picture_hits =
+                audio_decoder_picture_hits.unwrap_or(cfg.audio_decoder_picture_hits);
             cfg.video_decoder_steps = video_decoder_steps.unwrap_or(cfg.video_decoder_steps);
             cfg.video_decoder_lr = video_decoder_lr.unwrap_or(cfg.video_decoder_lr);
             cfg.video_decoder_noise = video_decoder_noise.unwrap_or(cfg.video_decoder_noise);

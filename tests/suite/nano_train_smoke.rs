@@ -682,6 +682,14 @@ fn the_cue_stage_can_decode_the_dits_own_sound_and_picture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
     cfg.audio_decoder_dit_sigma = 0.5;
-    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    let err = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect_err("refused");
     assert!(err.to_string().contains("audio_decoder_video_cue"), "{err}");
+    cfg.audio_decoder_dit_sigma = 0.0;
+    cfg.audio_decoder_picture_hits = true;
+    let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("audio_decoder_picture_hits") && msg.contains("audio_decoder_video_cue"),
+        "{msg}"
+    );
 }

@@ -6,8 +6,8 @@ use candle_core as candle;
 
 use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
-    caption, ground_truth, render_audio, render_video, sample_heldout, sample_train,
-    shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
+    caption, ground_truth, render_audio, render_audio_with_contacts, render_video, sample_heldout,
+    sample_train, shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
 };
 
 /// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
@@ -35,7 +35,39 @@ pub struct Clip {
     pub scene: Scene,
 }
 
+/// Per frame of a clip `n` frames long at `fps`: 1 where one of the contacts at `times_s`
+/// sounds (none in a silent scene).
+fn impact_frames(scene: &Scene, times_s: &[f32], n: usize, fps: u32) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    if !scene.silent {
+        for t in times_s {
+            if let Some(f) = out.get_mut((t.max(0.0) * fps as f32) as usize) {
+                *f = 1.0;
+            }
+        }
+    }
+    out
+}
+
 impl Clip {
+    /// The clip with its sound as the world would make it for a picture whose contacts come
+    /// at `contacts_s` ([`render_audio_with_contacts`]), and its hit frames with them; the
+    /// picture, caption and masks are the clip's own.
+    pub fn with_contacts(&self, contacts_s: &[f32], fps: u32, sample_rate: u32) -> Clip {
+        let duration = self.n_frames as f32 / fps as f32;
+        let mut audio = render_audio_with_contacts(&self.scene, sample_rate, duration, contacts_s);
+        audio.resize(self.audio.len(), 0.0);
+        // A clip without contacts of its own takes no hits (the sound above: a slide, an
+        // orbit, a bounce whose first contact is past its end), so no hit frames either.
+        let has_hits = self.impact_frames.iter().any(|&f| f > 0.0);
+        let sounding = if has_hits { contacts_s } else { &[] };
+        Clip {
+            audio,
+            impact_frames: impact_frames(&self.scene, sounding, self.n_frames, fps),
+            ..self.clone()
+        }
+    }
+
     /// The object mask pooled to the video latent grid `[T, h/8, w/8]` (max over each 8x8
     /// cell and each latent frame's group of 4 frames, the first frame alone), as the codec
     /// lays its latents out.
@@ -198,14 +230,8 @@ impl ClipSampler {
         let mut audio = render_audio(&scene, self.sample_rate, duration);
         audio.resize(n * hop, 0.0);
         let truth = ground_truth(&scene, w as usize, h as usize, self.fps as f32, duration);
-        let mut impact_frames = vec![0f32; n];
-        if !scene.silent {
-            for i in &truth.impacts {
-                if let Some(f) = impact_frames.get_mut((i.time_s * self.fps as f32) as usize) {
-                    *f = 1.0;
-                }
-            }
-        }
+        let times: Vec<f32> = truth.impacts.iter().map(|i| i.time_s).collect();
+        let impact_frames = impact_frames(&scene, &times, n, self.fps);
         let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),

@@ -64,6 +64,36 @@ pub(super) fn frames_tensor(clip: &Clip, dev: &Device) -> candle::Result<Tensor>
     .affine(1.0 / 127.5, -1.0)
 }
 
+/// The ground contacts the eval's video analyzer reads from decoded `frames` `[n, 3, H, W]`
+/// in [-1, 1] at `fps` (the scene's background known), in seconds; `None` where it reads no
+/// bounce or fall, or one without contacts: the picture then shows no contact to time a hit by.
+pub(super) fn picture_contacts(
+    frames: &Tensor,
+    background: crate::nano::world::Background,
+    fps: u32,
+) -> candle::Result<Option<Vec<f32>>> {
+    let (_, _, h, w) = frames.dims4()?;
+    let rgb = ((frames + 1.0)? * 127.5)?
+        .round()?
+        .clamp(0.0, 255.0)?
+        .permute((0, 2, 3, 1))?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<u8>()?;
+    let pictures: Vec<crate::nano::world::Frame> = rgb
+        .chunks_exact(3 * w * h)
+        .map(|f| crate::nano::world::Frame {
+            width: w,
+            height: h,
+            rgb: f.to_vec(),
+        })
+        .collect();
+    let seen = crate::nano::analyze::analyze_video(&pictures, fps as f32, Some(background))
+        .map_err(|e| candle::Error::Msg(format!("nano train: reading the decoded picture: {e}")))?;
+    Ok((!seen.impacts_s.is_empty()).then_some(seen.impacts_s))
+}
+
 /// A clip's normalised latents `(video [1,z,T,H,W], audio [1,Na,Ca])`: the world's clip
 /// through the model's encoders, detached, scaled by the run's latent statistics. The DiT
 /// stage trains on these; the diagnostics (`examples/nano_*`) start from them.
@@ -251,6 +281,64 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nano::world::Motion;
+
+    /// The picture-timed target of the cue stage: on the world's own picture of a bounce the
+    /// analyzer's contacts are the clip's within a frame, so the sound for them has the
+    /// clip's hit frames (but for a first contact it does not see: at 8 fps a fast drop can
+    /// land between two frames neither of which touches the ground, and the eval does not see
+    /// it either); a picture without contacts leaves the clip's target.
+    #[test]
+    fn the_sound_for_the_worlds_own_picture_has_the_clips_hits() {
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let fps = cfg.native_fps;
+        let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (6, 6));
+        let mut bounces = 0;
+        for i in 0..6 {
+            let clip = sampler.clip_with(11, 2, i, |s| {
+                s.motion = Motion::Bounce;
+                s.silent = false;
+                s.second = None;
+            });
+            let frames = frames_tensor(&clip, &Device::Cpu).unwrap();
+            let Some(seen) = picture_contacts(&frames, clip.scene.background, fps).unwrap() else {
+                continue;
+            };
+            bounces += 1;
+            let heard = clip.with_contacts(&seen, fps, cfg.sample_rate);
+            assert_eq!(heard.audio.len(), clip.audio.len());
+            let near = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v > 0.0)
+                    .all(|(f, _)| {
+                        (f.saturating_sub(1)..=f + 1).any(|g| b.get(g).is_some_and(|&v| v > 0.0))
+                    })
+            };
+            let count = |f: &[f32]| f.iter().filter(|&&v| v > 0.0).count();
+            let (seen_hits, own_hits) = (count(&heard.impact_frames), count(&clip.impact_frames));
+            assert!(
+                near(&heard.impact_frames, &clip.impact_frames)
+                    && (own_hits.saturating_sub(1)..=own_hits).contains(&seen_hits),
+                "clip {i}: {:?} seen for {:?}",
+                heard.impact_frames,
+                clip.impact_frames
+            );
+            // Moved a quarter second later, the hits follow.
+            let later: Vec<f32> = seen.iter().map(|t| t + 0.25).collect();
+            let moved = clip.with_contacts(&later, fps, cfg.sample_rate);
+            assert_ne!(moved.audio, heard.audio);
+            assert_ne!(moved.impact_frames, heard.impact_frames);
+        }
+        assert!(bounces >= 4, "{bounces} of 6 bounces showed contacts");
+        // A slide shows none.
+        let slide = sampler.clip_with(11, 2, 9, |s| s.motion = Motion::SlideRight);
+        let frames = frames_tensor(&slide, &Device::Cpu).unwrap();
+        assert_eq!(
+            picture_contacts(&frames, slide.scene.background, fps).unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn rolling_moves_every_frame_forward_and_wraps_the_last_ones_round() {

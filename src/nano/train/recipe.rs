@@ -84,6 +84,14 @@ pub struct TrainConfig {
     /// to tell apart. 0: the encoder's latents (with `audio_decoder_cue_shift`).
     #[serde(default)]
     pub audio_decoder_dit_sigma: f32,
+    /// With the cue: the stage's target sound is the world's sound for the picture the cue
+    /// sees, not the clip's: the scene's own sound with its hits moved to the contacts the
+    /// video analyzer reads from the decoded frames (where it reads a bounce or a fall;
+    /// elsewhere the clip's own), and the cue probe's hit frames with them. The DiT's walk
+    /// lands its contacts near, not on, its clip's, so the clip's sound taught the cue hits
+    /// its picture does not show.
+    #[serde(default)]
+    pub audio_decoder_picture_hits: bool,
     /// Steps of a stage after that one that trains the video decoder alone the same way: the
     /// frozen encoder's latents plus noise, decoded to the clip's frames (objects weighed up
     /// as in the codec stage). A finished run is extended by rerunning it with this set.
@@ -349,6 +357,7 @@ impl TrainConfig {
             audio_decoder_video_cue: false,
             audio_decoder_cue_shift: 0.0,
             audio_decoder_dit_sigma: 0.0,
+            audio_decoder_picture_hits: false,
             video_decoder_steps: 0,
             video_decoder_lr: 5e-4,
             video_decoder_noise: 0.5,
@@ -548,6 +557,12 @@ impl TrainConfig {
                  audio_decoder_video_cue too",
             );
         }
+        if self.audio_decoder_picture_hits && !self.audio_decoder_video_cue {
+            return bad(
+                "audio_decoder_picture_hits times the target's hits by the picture the cue \
+                 sees: set audio_decoder_video_cue too",
+            );
+        }
         if self.audio_decoder_from.is_some() {
             if self.audio_decoder_steps == 0 {
                 return bad("audio_decoder_from trains the audio-decoder stage: \
@@ -670,13 +685,14 @@ pub(super) const RESTART_SETTINGS: [&str; 8] = [
 pub(super) const AUDIO_DECODER_NOISE: f32 = 0.5;
 
 /// Settings of the audio-decoder stage: free to change until a checkpoint is in it.
-pub(super) const AUDIO_DECODER_SETTINGS: [&str; 6] = [
+pub(super) const AUDIO_DECODER_SETTINGS: [&str; 7] = [
     "audio_decoder_steps",
     "audio_decoder_lr",
     "audio_decoder_noise",
     "audio_decoder_video_cue",
     "audio_decoder_cue_shift",
     "audio_decoder_dit_sigma",
+    "audio_decoder_picture_hits",
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.

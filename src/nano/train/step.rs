@@ -80,7 +80,9 @@ impl Run<'_> {
     /// `Na - 1` frames (right sounds, wrong times), and the cue probe's loss (which frames a
     /// hit sounds in, read from the cue's features) comes second. With
     /// [`TrainConfig::audio_decoder_dit_sigma`] the sound latent and the frames are the DiT's
-    /// own: its walk from the clip's latents noised to a level drawn up to it.
+    /// own: its walk from the clip's latents noised to a level drawn up to it. With
+    /// [`TrainConfig::audio_decoder_picture_hits`] the target's hits sound where the decoded
+    /// picture shows its contacts.
     pub(super) fn audio_decoder_loss(
         &self,
         clip: &Clip,
@@ -125,8 +127,22 @@ impl Run<'_> {
             (za, zv)
         };
         let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
+        // The sound the world makes for this picture, where it shows contacts.
+        let seen = match self.cfg.audio_decoder_picture_hits {
+            true => picture_contacts(&frames, clip.scene.background, self.model_cfg.native_fps)?,
+            false => None,
+        };
+        let (clip, a) = match seen {
+            Some(contacts) => {
+                let fps = self.model_cfg.native_fps;
+                let heard = clip.with_contacts(&contacts, fps, self.model_cfg.sample_rate);
+                let a = Tensor::from_slice(&heard.audio, heard.audio.len(), &self.dev)?;
+                (std::borrow::Cow::Owned(heard), a)
+            }
+            None => (std::borrow::Cow::Borrowed(clip), a),
+        };
         let hits = probe.loss(&cue.features(&frames)?, &clip.impact_frames)?;
-        let sound = self.audio_reconstruction_loss(clip, &a, &za, Some(&frames), basis)?;
+        let sound = self.audio_reconstruction_loss(&clip, &a, &za, Some(&frames), basis)?;
         Ok((sound, Some(hits)))
     }
 

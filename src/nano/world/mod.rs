@@ -26,7 +26,7 @@ pub use scene::{
     is_held_out, sample_heldout, sample_train, Ambience, Background, Camera, Color, Motion, Object,
     ObjectRequest, Physics, Scene, SceneRequest, Shape, Size, HELD_OUT,
 };
-pub use sound::render_audio;
+pub use sound::{render_audio, render_audio_with_contacts};
 
 #[cfg(test)]
 mod tests;

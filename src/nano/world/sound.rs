@@ -15,6 +15,30 @@ const FADE_S: f32 = 0.3;
 /// Mono samples in [-1, 1] at `sample_rate`, `round(duration_s * sample_rate)` long. All
 /// zeros for a silent scene.
 pub fn render_audio(scene: &Scene, sample_rate: u32, duration_s: f32) -> Vec<f32> {
+    render(scene, sample_rate, duration_s, None)
+}
+
+/// The scene's soundtrack with its hits at `contacts_s` (seconds) instead of where its own
+/// trajectory puts them: the sound the world would make for a picture whose contacts come at
+/// those times. The `k`-th hit is as loud as the scene's `k`-th (the last one's past them);
+/// ambience and motion sounds are the scene's own, sample for sample. A motion without
+/// contacts (slide, orbit, still) keeps its own sound and takes no hits; a silent scene
+/// stays silent.
+pub fn render_audio_with_contacts(
+    scene: &Scene,
+    sample_rate: u32,
+    duration_s: f32,
+    contacts_s: &[f32],
+) -> Vec<f32> {
+    render(scene, sample_rate, duration_s, Some(contacts_s))
+}
+
+fn render(
+    scene: &Scene,
+    sample_rate: u32,
+    duration_s: f32,
+    contacts_s: Option<&[f32]>,
+) -> Vec<f32> {
     let sr = sample_rate.max(1) as f32;
     let n = (duration_s * sr).round().max(0.0) as usize;
     let mut out = vec![0f32; n];
@@ -32,11 +56,29 @@ pub fn render_audio(scene: &Scene, sample_rate: u32, duration_s: f32) -> Vec<f32
         _ => {}
     }
     let loudest = traj.impacts().first().map_or(1.0, |c| c.speed.max(1e-6));
-    for impact in traj.impacts() {
-        let strength = 0.5 + 0.5 * (impact.speed / loudest).min(1.0);
+    let strengths: Vec<f32> = traj
+        .impacts()
+        .iter()
+        .map(|c| 0.5 + 0.5 * (c.speed / loudest).min(1.0))
+        .collect();
+    let hits: Vec<(f32, f32)> = match contacts_s {
+        None => traj
+            .impacts()
+            .iter()
+            .map(|c| c.time_s)
+            .zip(strengths)
+            .collect(),
+        Some(_) if strengths.is_empty() => Vec::new(),
+        Some(times) => times
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| (t, strengths[k.min(strengths.len() - 1)]))
+            .collect(),
+    };
+    for (time_s, strength) in hits {
         add_hit(
             &mut out,
-            impact.time_s,
+            time_s.max(0.0),
             strength,
             pitch,
             scene.object.shape,

@@ -184,6 +184,76 @@ fn audio_is_bounded_and_silent_scenes_are_silent() {
     assert_eq!(render_audio(&scene, 2000, 1.0).len(), 2000);
 }
 
+/// The sound for a picture whose contacts come elsewhere: the scene's own sound with the
+/// hits moved, heard where they were put.
+#[test]
+fn a_scenes_sound_can_put_its_hits_at_other_times() {
+    use crate::nano::analyze::detect_onsets;
+    let sr = 16_000;
+    let mut checked = 0;
+    for i in 0..12 {
+        let scene = Scene::sample(
+            100 + i,
+            &SceneRequest {
+                motion: Some([Motion::Bounce, Motion::Fall][i as usize % 2]),
+                silent: Some(false),
+                // Wind swells and rain starts: onsets of their own at the start of a clip.
+                ambience: Some(Ambience::None),
+                ..SceneRequest::default()
+            },
+        );
+        let own: Vec<f32> = ground_truth(&scene, 64, 36, 8.0, 3.0)
+            .impacts
+            .iter()
+            .map(|c| c.time_s)
+            .collect();
+        // Its own contacts: the world's sound, sample for sample.
+        let world = render_audio(&scene, sr, 3.0);
+        assert_eq!(render_audio_with_contacts(&scene, sr, 3.0, &own), world);
+        if own.is_empty() {
+            continue;
+        }
+        // Moved: one onset per hit, each within 20 ms of where it was put.
+        let moved = [0.4, 1.3, 2.2];
+        let audio = render_audio_with_contacts(&scene, sr, 3.0, &moved);
+        assert_ne!(audio, world);
+        let onsets = detect_onsets(&audio, sr);
+        assert_eq!(onsets.len(), moved.len(), "scene {i}: {onsets:?}");
+        for (o, m) in onsets.iter().zip(moved) {
+            assert!(
+                (o - m).abs() < 0.02,
+                "scene {i}: onset {o} for a hit at {m}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} scenes had contacts");
+    // A slide takes no hits; a silent scene stays silent.
+    let slide = Scene::sample(
+        3,
+        &SceneRequest {
+            motion: Some(Motion::SlideLeft),
+            silent: Some(false),
+            ..SceneRequest::default()
+        },
+    );
+    assert_eq!(
+        render_audio_with_contacts(&slide, sr, 2.0, &[0.5]),
+        render_audio(&slide, sr, 2.0)
+    );
+    let silent = Scene::sample(
+        4,
+        &SceneRequest {
+            motion: Some(Motion::Bounce),
+            silent: Some(true),
+            ..SceneRequest::default()
+        },
+    );
+    assert!(render_audio_with_contacts(&silent, sr, 2.0, &[0.5])
+        .iter()
+        .all(|&s| s == 0.0));
+}
+
 #[test]
 fn held_out_split() {
     assert_eq!(
