@@ -262,3 +262,52 @@ fn a_clip_made_at_its_shown_rate_holds_nothing() {
     let frames = render_video(&scene, 64, 64, 24.0, 2.0);
     assert_eq!(video::held(&frames), (1, 0));
 }
+
+/// A decoded object at rest can twitch by a pixel once per latent frame (Nano's video decoder
+/// draws each latent frame's four pictures together): that is not a contact. The fall before
+/// it is, once.
+#[test]
+fn a_resting_object_that_twitches_by_a_pixel_makes_no_contacts() {
+    use crate::nano::world::{Background, Color, Frame};
+    let (w, h, fps) = (96usize, 64usize, 8.0f32);
+    let bg = Background::Studio.palette()[0];
+    let red = Color::Red.rgb();
+    let disc = |cy: f32| Frame {
+        width: w,
+        height: h,
+        rgb: (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5);
+                if (x - 48.0).powi(2) + (y - cy).powi(2) < 49.0 {
+                    red
+                } else {
+                    bg
+                }
+            })
+            .collect(),
+    };
+    // Dropped from y 12, landing at y 44 at 0.6 s, then at rest, one pixel lower in the first
+    // picture of every latent frame (pictures 1, 5, 9, ... as the decoder groups them).
+    let (land_s, top, ground) = (0.6f32, 12.0f32, 44.0f32);
+    let g = 2.0 * (ground - top) / land_s.powi(2);
+    let frames: Vec<Frame> = (0..32)
+        .map(|k| {
+            let t = k as f32 / fps;
+            if t < land_s {
+                disc(top + 0.5 * g * t * t)
+            } else if k % 4 == 1 {
+                disc(ground + 1.0)
+            } else {
+                disc(ground)
+            }
+        })
+        .collect();
+    let a = analyze_video(&frames, fps, Some(Background::Studio)).unwrap();
+    assert_eq!(a.motion, Some(Motion::Fall));
+    assert_eq!(a.impacts_s.len(), 1, "{:?}", a.impacts_s);
+    assert!((a.impacts_s[0] - land_s).abs() < 1.0 / fps, "{:?}", a.impacts_s);
+    // The twitch is over the old threshold of a fall in (0.008 short sides): it would have
+    // counted a contact every half second.
+    let y: Vec<f32> = a.track.iter().map(|d| d.unwrap().center[1]).collect();
+    assert!(y[9] - y[7] > 0.008 * h as f32, "{} -> {}", y[7], y[9]);
+}

@@ -296,13 +296,17 @@ pub fn analyze_video(
         let (k, first) = held(frames);
         let made: Vec<Option<Detection>> =
             out.track.iter().skip(first).step_by(k).copied().collect();
-        out.impacts_s = contacts(&made, w.min(h) as f32)
+        out.impacts_s = contacts(&made, w.min(h) as f32, fps / k as f32)
             .into_iter()
             .map(|f| (first as f32 + f * k as f32) / fps)
             .collect();
     }
     Ok(out)
 }
+
+/// The slowest fall into a ground contact, in short sides of the frame per second (see
+/// `contacts`).
+const MIN_FALL_IN: f32 = 0.07;
 
 /// How a clip shown at a higher rate than it was made at holds its pictures: `(k, first)`
 /// when each picture stays for `k` frames (a picture changes only at indices that are equal
@@ -435,14 +439,20 @@ fn classify_motion(track: &[Option<Detection>], w: usize, h: usize) -> Option<Mo
     })
 }
 
-/// Ground contacts, in (fractional) frame indices: local maxima of the centroid height
-/// (y grows downwards) reached while falling. A contact rarely falls on a frame, so its time
-/// is where the falling arc through the three frames before meets the rising (or resting)
-/// arc through the three frames after; gravity makes both arcs parabolas.
-fn contacts(track: &[Option<Detection>], short_side: f32) -> Vec<f32> {
+/// Ground contacts, in (fractional) frame indices of pictures made at `rate` per second:
+/// local maxima of the centroid height (y grows downwards) reached while falling. A contact
+/// rarely falls on a frame, so its time is where the falling arc through the three frames
+/// before meets the rising (or resting) arc through the three frames after; gravity makes
+/// both arcs parabolas.
+fn contacts(track: &[Option<Detection>], short_side: f32, rate: f32) -> Vec<f32> {
     let y: Vec<Option<f32>> = track.iter().map(|d| d.map(|d| d.center[1])).collect();
     // Centroid jitter of a resting object (edge pixels under a sub-pixel pan) stays below this.
     let eps = 0.004 * short_side;
+    // What an object falls into a contact over the two pictures before it: at least
+    // `MIN_FALL_IN` short sides a second. The world's slowest contacts come in at 0.10 (24 fps)
+    // to 0.16 (8 fps); a decoded object at rest that twitches by a pixel every latent frame
+    // (0.6-0.8 px over two pictures at 8 fps, 96x56: 0.04-0.06) is not falling.
+    let fall_in = (2.0 * eps).max(MIN_FALL_IN * short_side * 2.0 / rate.max(1e-3));
     let ground = y
         .iter()
         .flatten()
@@ -456,7 +466,7 @@ fn contacts(track: &[Option<Detection>], short_side: f32) -> Vec<f32> {
         else {
             continue;
         };
-        let falling_in = c > b + eps && c - a > 2.0 * eps;
+        let falling_in = c > b + eps && c - a > fall_in;
         if !falling_in || d > c + eps || c < ground - 0.1 * short_side {
             continue;
         }
