@@ -305,7 +305,11 @@ fn a_resting_object_that_twitches_by_a_pixel_makes_no_contacts() {
     let a = analyze_video(&frames, fps, Some(Background::Studio)).unwrap();
     assert_eq!(a.motion, Some(Motion::Fall));
     assert_eq!(a.impacts_s.len(), 1, "{:?}", a.impacts_s);
-    assert!((a.impacts_s[0] - land_s).abs() < 1.0 / fps, "{:?}", a.impacts_s);
+    assert!(
+        (a.impacts_s[0] - land_s).abs() < 1.0 / fps,
+        "{:?}",
+        a.impacts_s
+    );
     // The twitch is over the old threshold of a fall in (0.008 short sides): it would have
     // counted a contact every half second.
     let y: Vec<f32> = a.track.iter().map(|d| d.unwrap().center[1]).collect();
