@@ -15,7 +15,12 @@ const FADE_S: f32 = 0.3;
 /// Mono samples in [-1, 1] at `sample_rate`, `round(duration_s * sample_rate)` long. All
 /// zeros for a silent scene.
 pub fn render_audio(scene: &Scene, sample_rate: u32, duration_s: f32) -> Vec<f32> {
-    render(scene, sample_rate, duration_s, None)
+    let own: Vec<f32> = Trajectory::new(scene, duration_s)
+        .impacts()
+        .iter()
+        .map(|c| c.time_s)
+        .collect();
+    render_audio_with_contacts(scene, sample_rate, duration_s, &own)
 }
 
 /// The scene's soundtrack with its hits at `contacts_s` (seconds) instead of where its own
@@ -29,15 +34,6 @@ pub fn render_audio_with_contacts(
     sample_rate: u32,
     duration_s: f32,
     contacts_s: &[f32],
-) -> Vec<f32> {
-    render(scene, sample_rate, duration_s, Some(contacts_s))
-}
-
-fn render(
-    scene: &Scene,
-    sample_rate: u32,
-    duration_s: f32,
-    contacts_s: Option<&[f32]>,
 ) -> Vec<f32> {
     let sr = sample_rate.max(1) as f32;
     let n = (duration_s * sr).round().max(0.0) as usize;
@@ -61,20 +57,11 @@ fn render(
         .iter()
         .map(|c| 0.5 + 0.5 * (c.speed / loudest).min(1.0))
         .collect();
-    let hits: Vec<(f32, f32)> = match contacts_s {
-        None => traj
-            .impacts()
-            .iter()
-            .map(|c| c.time_s)
-            .zip(strengths)
-            .collect(),
-        Some(_) if strengths.is_empty() => Vec::new(),
-        Some(times) => times
-            .iter()
-            .enumerate()
-            .map(|(k, &t)| (t, strengths[k.min(strengths.len() - 1)]))
-            .collect(),
-    };
+    // The k-th hit as loud as the scene's k-th contact (the last one's past them).
+    let hits = contacts_s
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &t)| Some((t, *strengths.get(k).or(strengths.last())?)));
     for (time_s, strength) in hits {
         add_hit(
             &mut out,
