@@ -271,6 +271,13 @@ pub enum TrainCommand {
         /// and 2 s): true or false.
         #[arg(long)]
         dit_clock: Option<bool>,
+        /// Pixel frames per video latent frame (the video codec's temporal stride): 4 (the
+        /// recipe, MagiHuman's), 2 or 1. A new run only: the codecs are built for it.
+        #[arg(long)]
+        video_temporal_stride: Option<usize>,
+        /// Channels of the video latent (16 in the recipe). A new run only.
+        #[arg(long)]
+        video_latent_channels: Option<usize>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
@@ -341,9 +348,13 @@ pub enum TrainCommand {
         /// DiT learning rate.
         #[arg(long)]
         dit_lr: Option<f64>,
-        /// DiT clip lengths in latent frames, as MIN,MAX (4 video frames each).
+        /// DiT clip lengths in latent frames, as MIN,MAX (--video-temporal-stride video
+        /// frames each, 4 in the recipe).
         #[arg(long, value_delimiter = ',')]
         latent_frames: Option<Vec<usize>>,
+        /// Codec clip lengths in latent frames, as MIN,MAX.
+        #[arg(long, value_delimiter = ',')]
+        codec_latent_frames: Option<Vec<usize>>,
         /// Extra DiT loss weight on the latent cells the objects cover.
         #[arg(long)]
         dit_object_weight: Option<f32>,
@@ -447,6 +458,10 @@ pub enum BenchCommand {
         /// Timed runs; each is reported, then the best.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// A trained Nano folder (OUT/model of `happyhorse train nano`) instead of the
+        /// embedded weights.
+        #[arg(long)]
+        model_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -633,8 +648,9 @@ pub fn run(cli: Cli) -> CliResult {
                     duration,
                     aspect,
                     repeats,
+                    model_dir,
                 },
-        } => tools::bench_nano(duration, aspect, repeats),
+        } => tools::bench_nano(duration, aspect, repeats, model_dir.as_deref()),
         Command::Eval {
             command:
                 EvalCommand::Nano {
@@ -695,6 +711,8 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_sigma_shift,
                     dit_qk_norm_gain,
                     dit_clock,
+                    video_temporal_stride,
+                    video_latent_channels,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -712,6 +730,7 @@ pub fn run(cli: Cli) -> CliResult {
                     batch,
                     dit_lr,
                     latent_frames,
+                    codec_latent_frames,
                     dit_object_weight,
                     text_probe_weight,
                     impact_weight,
@@ -751,6 +770,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_sigma_shift = dit_restart_sigma_shift.or(cfg.dit_restart_sigma_shift);
             cfg.dit_qk_norm_gain = dit_qk_norm_gain.unwrap_or(cfg.dit_qk_norm_gain);
             cfg.dit_clock = dit_clock.unwrap_or(cfg.dit_clock);
+            cfg.video_temporal_stride = video_temporal_stride.unwrap_or(cfg.video_temporal_stride);
+            cfg.video_latent_channels = video_latent_channels.unwrap_or(cfg.video_latent_channels);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);
@@ -773,14 +794,23 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
-            match latent_frames.as_deref() {
-                None => {}
-                Some(&[lo, hi]) => cfg.latent_frames = (lo, hi),
-                Some(other) => {
-                    return Err(CliError::new(
-                        EXIT_BAD_INPUT,
-                        anyhow::anyhow!("--latent-frames takes MIN,MAX (e.g. 2,5), got {other:?}"),
-                    ))
+            for (flag, given, field) in [
+                ("--latent-frames", latent_frames, &mut cfg.latent_frames),
+                (
+                    "--codec-latent-frames",
+                    codec_latent_frames,
+                    &mut cfg.codec_latent_frames,
+                ),
+            ] {
+                match given.as_deref() {
+                    None => {}
+                    Some(&[lo, hi]) => *field = (lo, hi),
+                    Some(other) => {
+                        return Err(CliError::new(
+                            EXIT_BAD_INPUT,
+                            anyhow::anyhow!("{flag} takes MIN,MAX (e.g. 2,5), got {other:?}"),
+                        ))
+                    }
                 }
             }
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);

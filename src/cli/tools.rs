@@ -386,8 +386,23 @@ pub fn train_nano(mut cfg: TrainConfig, gpu: bool) -> CliResult {
 
 /// Times whole jobs as a user runs them (model load, generation, MP4 + WAV encoding) and
 /// reports the ratio of wall time to clip duration: below 1 is faster than real time.
-pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
+/// `model_dir` times a trained folder instead of the embedded weights.
+pub fn bench_nano(
+    duration: f32,
+    aspect: Aspect,
+    repeats: usize,
+    model_dir: Option<&std::path::Path>,
+) -> CliResult {
     let registry = Registry::builtin().map_err(CliError::runtime)?;
+    let model = match model_dir {
+        None => "nano".to_string(),
+        Some(dir) => {
+            registry
+                .find(&dir.display().to_string())
+                .map_err(|e| CliError::new(super::EXIT_MODEL_MISSING, e))?;
+            dir.display().to_string()
+        }
+    };
     let tmp = std::env::temp_dir().join(format!("happyhorse-bench-{}", std::process::id()));
     let opts = RunOptions {
         weights: WeightSearch::from_env(None),
@@ -397,7 +412,7 @@ pub fn bench_nano(duration: f32, aspect: Aspect, repeats: usize) -> CliResult {
     for i in 0..repeats.max(1) {
         let spec = JobSpec {
             prompt: "a red ball bouncing on a green grass field".into(),
-            model: Some("nano".into()),
+            model: Some(model.clone()),
             duration_s: Some(duration),
             aspect: Some(aspect),
             seed: Some(i as u64),

@@ -247,8 +247,9 @@ impl NanoPipeline {
         let cfg = &self.model.cfg;
         let native = cfg.native_fps;
         let n_native = ((duration_s * native as f32).round() as usize).max(1);
-        let t = NanoConfig::latent_frames(n_native);
-        let na = NanoConfig::pixel_frames(t);
+        let layout = cfg.video.frames();
+        let t = layout.latent_frames(n_native);
+        let na = layout.pixel_frames(t);
         let (h, w) = (height as usize / stride, width as usize / stride);
 
         let noise_video = SeededNoise::new(seed).gaussian_like(&Tensor::zeros(
@@ -359,7 +360,7 @@ impl NanoPipeline {
         check_request(width, height, fps, duration_s)?;
         let cfg = &self.model.cfg;
         let zv = self.encode_frames(frames_rgb, width, height, duration_s)?;
-        let n = NanoConfig::pixel_frames(zv.dim(2)?);
+        let n = cfg.video.frames().pixel_frames(zv.dim(2)?);
         let hop = (cfg.sample_rate / cfg.native_fps.max(1)) as usize;
         let mut samples = audio.to_vec();
         samples.resize(n * hop, 0.0);
@@ -387,7 +388,8 @@ impl NanoPipeline {
             ))));
         }
         let n_native = ((duration_s * cfg.native_fps as f32).round() as usize).max(1);
-        let n = NanoConfig::pixel_frames(NanoConfig::latent_frames(n_native));
+        let layout = cfg.video.frames();
+        let n = layout.pixel_frames(layout.latent_frames(n_native));
         let have = frames_rgb.len() / frame_len;
         let mut rgb = Vec::with_capacity(n * frame_len);
         for i in 0..n {

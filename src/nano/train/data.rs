@@ -4,19 +4,21 @@ use std::collections::BTreeSet;
 
 use candle_core as candle;
 
-use crate::engine::models::nano::{NanoConfig, NanoTokenizer, VideoCodecConfig};
+use crate::engine::models::nano::{FrameLayout, NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
     caption, ground_truth, render_audio, render_audio_with_contacts, render_video, sample_heldout,
     sample_train, shape_coverage, ClipTruth, Scene, Shape, SplitMix64,
 };
 
-/// One rendered training clip at the model's native rate: `4(T-1)+1` frames and one audio hop
-/// per frame.
+/// One rendered training clip at the model's native rate: `s(T-1)+1` frames (s the video
+/// codec's temporal stride) and one audio hop per frame.
 #[derive(Debug, Clone)]
 pub struct Clip {
     pub width: usize,
     pub height: usize,
     pub n_frames: usize,
+    /// The video codec's layout: pixel frames per latent frame.
+    pub temporal_stride: usize,
     /// `[n, h, w, 3]`.
     pub frames_rgb: Vec<u8>,
     pub audio: Vec<f32>,
@@ -69,18 +71,18 @@ impl Clip {
     }
 
     /// The object mask pooled to the video latent grid `[T, h/8, w/8]` (max over each 8x8
-    /// cell and each latent frame's group of 4 frames, the first frame alone), as the codec
+    /// cell and each latent frame's group of frames, the first frame alone), as the codec
     /// lays its latents out.
     pub fn latent_object_mask(&self) -> (Vec<f32>, [usize; 3]) {
-        let (g, s) = (
-            VideoCodecConfig::TEMPORAL_STRIDE,
-            VideoCodecConfig::SPATIAL_STRIDE,
-        );
-        let t = NanoConfig::latent_frames(self.n_frames);
+        let layout = FrameLayout {
+            stride: self.temporal_stride,
+        };
+        let s = VideoCodecConfig::SPATIAL_STRIDE;
+        let t = layout.latent_frames(self.n_frames);
         let (h, w) = (self.height / s, self.width / s);
         let mut out = vec![0f32; t * h * w];
         for f in 0..self.n_frames {
-            let lt = if f == 0 { 0 } else { (f - 1) / g + 1 };
+            let lt = layout.latent_frame_of(f);
             let frame =
                 &self.object_mask[f * self.height * self.width..][..self.height * self.width];
             for (i, &m) in frame.iter().enumerate() {
@@ -113,18 +115,16 @@ fn object_mask(truth: &ClipTruth, n: usize, w: usize, h: usize) -> Vec<f32> {
 }
 
 /// Pixel coverage `[n, 3, h, w]` pooled to the video latent grid `[3, T, h/8, w/8]`: the
-/// mean over each 8x8 cell and each latent frame's group of 4 frames (the first alone).
-fn latent_shape_cells(coverage: &[f32], n: usize, w: usize, h: usize) -> Vec<f32> {
-    let (g, st) = (
-        VideoCodecConfig::TEMPORAL_STRIDE,
-        VideoCodecConfig::SPATIAL_STRIDE,
-    );
+/// mean over each 8x8 cell and each latent frame's group of `g` frames (the first alone).
+fn latent_shape_cells(coverage: &[f32], n: usize, (w, h): (usize, usize), g: usize) -> Vec<f32> {
+    let layout = FrameLayout { stride: g };
+    let st = VideoCodecConfig::SPATIAL_STRIDE;
     let shapes = Shape::ALL.len();
-    let t = NanoConfig::latent_frames(n);
+    let t = layout.latent_frames(n);
     let (lh, lw) = (h / st, w / st);
     let mut out = vec![0f32; shapes * t * lh * lw];
     for f in 0..n {
-        let lt = if f == 0 { 0 } else { (f - 1) / g + 1 };
+        let lt = layout.latent_frame_of(f);
         let frames_in_group = if lt == 0 { 1 } else { g };
         let scale = 1.0 / (frames_in_group * st * st) as f32;
         for k in 0..shapes {
@@ -150,6 +150,7 @@ pub(crate) fn mix64(x: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct ClipSampler {
     fps: u32,
+    temporal_stride: usize,
     sample_rate: u32,
     sizes: Vec<(u32, u32)>,
     latent_frames: (usize, usize),
@@ -162,6 +163,7 @@ impl ClipSampler {
     pub fn new(cfg: &NanoConfig, sizes: Vec<(u32, u32)>, latent_frames: (usize, usize)) -> Self {
         Self {
             fps: cfg.native_fps,
+            temporal_stride: cfg.video.temporal_stride,
             sample_rate: cfg.sample_rate,
             sizes,
             latent_frames,
@@ -222,7 +224,8 @@ impl ClipSampler {
             mix64(key ^ 1)
         };
         let t = lo + (length_key % (hi - lo + 1) as u64) as usize;
-        let n = NanoConfig::pixel_frames(t);
+        let g = self.temporal_stride;
+        let n = FrameLayout { stride: g }.pixel_frames(t);
         let duration = n as f32 / self.fps as f32;
         let frames = render_video(&scene, w as usize, h as usize, self.fps as f32, duration);
         let frames_rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
@@ -235,11 +238,12 @@ impl ClipSampler {
         let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
-            shape_cells: latent_shape_cells(&coverage, n, w as usize, h as usize),
+            shape_cells: latent_shape_cells(&coverage, n, (w as usize, h as usize), g),
             impact_frames,
             width: w as usize,
             height: h as usize,
             n_frames: frames_rgb.len() / (3 * w as usize * h as usize).max(1),
+            temporal_stride: g,
             frames_rgb,
             audio,
             caption: caption(&scene, mix64(key ^ 2)),

@@ -228,6 +228,16 @@ pub struct TrainConfig {
     /// hence not in the recipe before a run on clips past 2.5 s is measured.
     #[serde(default)]
     pub dit_clock: bool,
+    /// Pixel frames per video latent frame (the video codec's temporal stride): 4, as
+    /// MagiHuman's VAE, in the recipe; 2 gives each latent frame 0.25 s at 8 fps instead of
+    /// 0.5 s, for twice the video tokens (the DiT's rope aligns that many audio latents with
+    /// each latent frame).
+    #[serde(default = "TrainConfig::default_temporal_stride")]
+    pub video_temporal_stride: usize,
+    /// Channels of the video latent: 16 in the recipe. More carry more of what moves inside
+    /// a latent frame's group of pixel frames at the same token count.
+    #[serde(default = "TrainConfig::default_video_latent_channels")]
+    pub video_latent_channels: usize,
     /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
     /// like the video's but apart from it (the rest share one level, as sampling does). The
     /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
@@ -313,6 +323,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    fn default_temporal_stride() -> usize {
+        4
+    }
+
+    fn default_video_latent_channels() -> usize {
+        16
+    }
+
     /// The recipe behind the committed `models/nano/` weights, 1 h 51 min on the 2-core CPU
     /// of the committed run, about 2 h 50 min on the slower one of the first runs (measured
     /// step times in `models/nano/TRAINING_LOG.txt`):
@@ -384,6 +402,8 @@ impl TrainConfig {
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             dit_clock: false,
+            video_temporal_stride: 4,
+            video_latent_channels: 16,
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
@@ -454,6 +474,12 @@ impl TrainConfig {
         let bad = |m: &str| Err(TrainError::Invalid(m.into()));
         if self.batch == 0 || self.checkpoint_every == 0 {
             return bad("batch and checkpoint_every must be at least 1");
+        }
+        if !matches!(self.video_temporal_stride, 1 | 2 | 4) {
+            return bad("video_temporal_stride is the pixel frames per latent frame: 1, 2 or 4");
+        }
+        if self.video_latent_channels < 4 {
+            return bad("video_latent_channels must be at least 4 (the shape code takes 3)");
         }
         if !(0.0..=1.0).contains(&self.dit_decoupled_noise) {
             return bad("dit_decoupled_noise is a share of the clips: from 0 to 1");

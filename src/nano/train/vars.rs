@@ -197,6 +197,16 @@ pub(super) fn load_codecs(
         video_cue: cfg.audio.video_cue,
         ..theirs.audio.clone()
     };
+    if their_video.temporal_stride != cfg.video.temporal_stride {
+        return Err(bad(
+            cfg_path,
+            format!(
+                "its video codec groups {} pixel frames per latent frame, this run {}; pass \
+                 --video-temporal-stride {}",
+                their_video.temporal_stride, cfg.video.temporal_stride, their_video.temporal_stride
+            ),
+        ));
+    }
     if their_video != cfg.video || their_audio != cfg.audio {
         return Err(bad(
             cfg_path,
@@ -230,6 +240,16 @@ pub(super) fn load_model(
             "its video decoder has layers this run would drop; pass \
              --video-decoder-temporal-mix true"
                 .into(),
+        ));
+    }
+    if v.temporal_stride != ours.temporal_stride {
+        return Err(bad(
+            cfg_path,
+            format!(
+                "its video codec groups {} pixel frames per latent frame, this run {}; pass \
+                 --video-temporal-stride {}",
+                v.temporal_stride, ours.temporal_stride, v.temporal_stride
+            ),
         ));
     }
     if theirs.audio.video_cue && !cfg.audio.video_cue {

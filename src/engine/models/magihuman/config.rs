@@ -220,6 +220,10 @@ pub struct DataProxyConfig {
     /// Text time offset under `v1`.
     pub text_offset: i64,
     pub coords_style: CoordsStyle,
+    /// Audio latents per video latent frame, which `v2` rope coordinates align: not a
+    /// reference setting. The reference hard-codes 4 (one audio latent per pixel frame of
+    /// Wan's 4x temporal stride); Nano with a stride-2 video codec sets 2.
+    pub audio_per_latent_frame: usize,
 }
 
 impl Default for DataProxyConfig {
@@ -239,6 +243,7 @@ impl DataProxyConfig {
             ref_audio_offset: 1000,
             text_offset: 0,
             coords_style: CoordsStyle::V2,
+            audio_per_latent_frame: 4,
         }
     }
 

@@ -195,8 +195,10 @@ pub fn coords(
             grid_coords(&mut out, [num_text, 1, 1], [2, 1, 1], cfg.text_offset);
         }
         CoordsStyle::V2 => {
-            // Audio runs 4x the latent frame rate: this ref size makes rope align the two.
-            let audio_ref_t = (num_audio.saturating_sub(1) / 4 + 1) / grid.pt;
+            // Audio runs 4x the latent frame rate (the reference's constant; Nano's can be
+            // 2): this ref size makes rope align the two.
+            let per_frame = cfg.audio_per_latent_frame.max(1);
+            let audio_ref_t = (num_audio.saturating_sub(1) / per_frame + 1) / grid.pt;
             grid_coords(&mut out, [num_audio, 1, 1], [audio_ref_t, 1, 1], 0);
             grid_coords(&mut out, [num_text, 1, 1], [1, 1, 1], -(num_text as i64));
         }
@@ -331,4 +333,40 @@ pub fn depack(out: &Tensor, packed: &Packed) -> Result<(Tensor, Tensor)> {
         .narrow(1, 0, packed.audio_channels)?
         .unsqueeze(0)?;
     Ok((video, audio))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rope time of each audio row: its index scaled by (reference - 1) / (size - 1).
+    fn audio_times(per_frame: usize, num_audio: usize) -> Vec<f32> {
+        let grid = VideoGrid {
+            channels: 1,
+            t: 3,
+            h: 1,
+            w: 1,
+            pt: 1,
+            p: 1,
+        };
+        let cfg = DataProxyConfig {
+            audio_per_latent_frame: per_frame,
+            ..DataProxyConfig::base()
+        };
+        coords(&grid, num_audio, 2, &cfg)[3..3 + num_audio]
+            .iter()
+            .map(|c| c[0] * (c[6] - 1.0) / (c[3] - 1.0))
+            .collect()
+    }
+
+    #[test]
+    fn v2_puts_every_audio_latent_on_the_latent_frame_of_its_pixel_frame() {
+        // MagiHuman: 3 latent frames hold 9 pixel frames, one audio latent each.
+        assert_eq!(
+            audio_times(4, 9),
+            [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+        );
+        // A stride-2 codec: 3 latent frames hold 5.
+        assert_eq!(audio_times(2, 5), [0.0, 0.5, 1.0, 1.5, 2.0]);
+    }
 }

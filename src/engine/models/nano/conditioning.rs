@@ -43,8 +43,6 @@ use std::f32::consts::PI;
 use candle::{Device, Result, Tensor};
 use candle_core as candle;
 
-use super::config::VideoCodecConfig;
-
 /// Extra channels appended to each video token.
 pub const VIDEO_CHANNELS: usize = 8;
 /// Extra channels appended to each audio token.
@@ -76,12 +74,13 @@ fn centres(n: usize) -> impl Iterator<Item = f32> {
     (0..n).map(move |i| (2.0 * i as f32 + 1.0) / n as f32 - 1.0)
 }
 
-/// `[1, C, T, H, W]` for a video latent of `T x H x W` cells at `native_fps` pixel frames per
-/// second (latent frame `t` ends on pixel frame `4t`) and noise level `sigma`: `C` is
+/// `[1, C, T, H, W]` for a video latent of `T x H x W` cells whose latent frames span
+/// `latent_frame_s` seconds each (latent frame `t` ends on pixel frame `st`, s the codec's
+/// temporal stride) and noise level `sigma`: `C` is
 /// `VIDEO_CHANNELS`, plus `PROGRESS_CHANNELS` with `progress`.
 pub fn video(
     (t, h, w): (usize, usize, usize),
-    native_fps: u32,
+    latent_frame_s: f32,
     sigma: f32,
     progress: bool,
     device: &Device,
@@ -89,7 +88,7 @@ pub fn video(
     let n = t * h * w;
     let channels = VIDEO_CHANNELS + if progress { PROGRESS_CHANNELS } else { 0 };
     let mut out = vec![0f32; channels * n];
-    let frame_s = VideoCodecConfig::TEMPORAL_STRIDE as f32 / native_fps.max(1) as f32;
+    let frame_s = latent_frame_s;
     let mut i = 0;
     for ti in 0..t {
         let time = clip_time(ti as f32 * frame_s);
@@ -152,14 +151,16 @@ fn clock(seconds: f32) -> [f32; CLOCK_CHANNELS] {
 }
 
 /// `[1, CLOCK_CHANNELS, T, H, W]`: the clock of each latent frame's time (the time channel's,
-/// the end of its group of 4 pixel frames), the same on every cell.
+/// the end of its group of pixel frames), the same on every cell; latent frames span
+/// `latent_frame_s` seconds.
 pub fn clock_video(
     (t, h, w): (usize, usize, usize),
-    native_fps: u32,
+    latent_frame_s: f32,
     device: &Device,
 ) -> Result<Tensor> {
-    let frame_s = VideoCodecConfig::TEMPORAL_STRIDE as f32 / native_fps.max(1) as f32;
-    let per_frame: Vec<f32> = (0..t).flat_map(|ti| clock(ti as f32 * frame_s)).collect();
+    let per_frame: Vec<f32> = (0..t)
+        .flat_map(|ti| clock(ti as f32 * latent_frame_s))
+        .collect();
     Tensor::from_vec(per_frame, (t, CLOCK_CHANNELS), device)?
         .t()?
         .reshape((1, CLOCK_CHANNELS, t, 1, 1))?
@@ -214,7 +215,7 @@ mod tests {
 
     #[test]
     fn video_channels_mark_edges_time_and_sigma() {
-        let c = video((3, 2, 4), 8, 0.25, false, &Device::Cpu).unwrap();
+        let c = video((3, 2, 4), 0.5, 0.25, false, &Device::Cpu).unwrap();
         assert_eq!(c.dims(), &[1, VIDEO_CHANNELS, 3, 2, 4]);
         let c = c.squeeze(0).unwrap();
         let v: Vec<Vec<Vec<Vec<f32>>>> = (0..VIDEO_CHANNELS)
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn progress_runs_from_the_first_frame_to_the_last_in_video_and_audio() {
         let dev = &Device::Cpu;
-        let c = video((5, 2, 3), 8, 0.5, true, dev).unwrap();
+        let c = video((5, 2, 3), 0.5, 0.5, true, dev).unwrap();
         assert_eq!(c.dims(), &[1, VIDEO_CHANNELS + PROGRESS_CHANNELS, 5, 2, 3]);
         let p = c.squeeze(0).unwrap().get(VIDEO_CHANNELS).unwrap();
         let p = p.to_vec3::<f32>().unwrap();
@@ -252,7 +253,7 @@ mod tests {
         assert_eq!(per_frame, [0.0, 0.25, 0.5, 0.75, 1.0]);
         assert!(p.iter().all(|f| f.iter().flatten().all(|&v| v == f[0][0])));
         // The channels before it are the ones without progress.
-        let without = video((5, 2, 3), 8, 0.5, false, dev).unwrap();
+        let without = video((5, 2, 3), 0.5, 0.5, false, dev).unwrap();
         let head = c.narrow(1, 0, VIDEO_CHANNELS).unwrap();
         assert_eq!(
             (head - without)
@@ -274,7 +275,7 @@ mod tests {
             assert_eq!(a[4 * ti][AUDIO_CHANNELS], *want);
         }
         // A single frame is the clip's start.
-        let one = video((1, 1, 1), 8, 0.5, true, dev).unwrap();
+        let one = video((1, 1, 1), 0.5, 0.5, true, dev).unwrap();
         let one = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(one[VIDEO_CHANNELS], 0.0);
     }
@@ -305,7 +306,7 @@ mod tests {
             .unwrap();
         let x = append(
             &z,
-            &video((3, 2, 2), 8, 1.0, false, &Device::Cpu).unwrap(),
+            &video((3, 2, 2), 0.5, 1.0, false, &Device::Cpu).unwrap(),
             1,
         )
         .unwrap();
@@ -337,7 +338,7 @@ mod tests {
             assert!(d < 1e-4, "frame {} does not repeat frame {i} ({d})", i + 16);
         }
         // Latent frame 3 ends on pixel frame 12: its clock is audio latent 12's.
-        let v = clock_video((5, 2, 3), 8, dev).unwrap();
+        let v = clock_video((5, 2, 3), 0.5, dev).unwrap();
         assert_eq!(v.dims(), &[1, CLOCK_CHANNELS, 5, 2, 3]);
         let cell: Vec<f32> = (0..CLOCK_CHANNELS)
             .map(|c| {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::conditioning;
 use crate::engine::models::magihuman::{CoordsStyle, DataProxyConfig, ModelConfig};
 
-/// Video codec: groups of 4 frames stacked in channels, 3 stride-2 convs (spatial stride 8).
+/// Video codec: groups of `temporal_stride` frames stacked in channels, 3 stride-2 convs
+/// (spatial stride 8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoCodecConfig {
     pub latent_channels: usize,
@@ -19,12 +20,58 @@ pub struct VideoCodecConfig {
     /// continues the group before it. Off in configs written before it existed.
     #[serde(default)]
     pub temporal_mix: bool,
+    /// Pixel frames per latent frame: `s(T-1)+1` frames for T latent frames. 4 as in
+    /// MagiHuman (Wan 2.2 VAE) and in configs written before it was a setting; 2 halves the
+    /// time a latent frame spans (0.25 s at 8 fps) for twice the video tokens.
+    #[serde(default = "VideoCodecConfig::default_temporal_stride")]
+    pub temporal_stride: usize,
 }
 
 impl VideoCodecConfig {
-    /// Latent frames cover 4 pixel frames, as in MagiHuman (Wan 2.2 VAE): `4(T-1)+1` frames.
-    pub const TEMPORAL_STRIDE: usize = 4;
     pub const SPATIAL_STRIDE: usize = 8;
+
+    fn default_temporal_stride() -> usize {
+        4
+    }
+
+    /// How this codec groups pixel frames into latent frames.
+    pub fn frames(&self) -> FrameLayout {
+        FrameLayout {
+            stride: self.temporal_stride,
+        }
+    }
+}
+
+/// How pixel frames group into latent frames: `s(T-1)+1` pixel frames for T latent frames,
+/// the first frame a latent frame of its own (Wan's causal first frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLayout {
+    pub stride: usize,
+}
+
+impl FrameLayout {
+    /// Latent frames for `n` pixel frames: the smallest T with `s(T-1)+1 >= n`.
+    pub fn latent_frames(&self, n_frames: usize) -> usize {
+        n_frames
+            .max(1)
+            .saturating_sub(1)
+            .div_ceil(self.stride.max(1))
+            + 1
+    }
+
+    /// Pixel frames the codec produces for T latent frames.
+    pub fn pixel_frames(&self, latent_frames: usize) -> usize {
+        self.stride * latent_frames.saturating_sub(1) + 1
+    }
+
+    /// The latent frame that pixel frame `f` belongs to.
+    pub fn latent_frame_of(&self, f: usize) -> usize {
+        if f == 0 {
+            0
+        } else {
+            (f - 1) / self.stride.max(1) + 1
+        }
+    }
 }
 
 /// Audio codec: one latent per pixel frame; each latent covers `2 * hop` samples, overlap-added.
@@ -195,6 +242,7 @@ impl NanoConfig {
                 latent_channels: zv,
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
+                temporal_stride: 4,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -311,6 +359,28 @@ impl NanoConfig {
             .join(" + ")
     }
 
+    /// This config with a video codec of temporal stride `s`, and the DiT's rope aligning
+    /// `s` audio latents (one per pixel frame) with each latent frame.
+    pub fn with_temporal_stride(mut self, s: usize) -> Self {
+        self.video.temporal_stride = s;
+        self.data_proxy.audio_per_latent_frame = s;
+        self
+    }
+
+    /// This config with `c` video latent channels, the DiT's video input grown to read them
+    /// and the latent statistics reset for them.
+    pub fn with_video_latent_channels(mut self, c: usize) -> Self {
+        self.video.latent_channels = c;
+        self.dit.video_in_channels = c + self.extra_channels().0;
+        self.latent = LatentStats::identity(c, self.audio.latent_channels);
+        self
+    }
+
+    /// Seconds a video latent frame spans: `temporal_stride / native_fps`.
+    pub fn latent_frame_s(&self) -> f32 {
+        self.video.temporal_stride as f32 / self.native_fps.max(1) as f32
+    }
+
     /// This config with the `clock` channels, the DiT's input widths grown to read them.
     pub fn with_clock(mut self) -> Self {
         self.clock = true;
@@ -373,6 +443,17 @@ impl NanoConfig {
                 conditioning::CLOCK_CHANNELS,
             )
         }
+        let stride = self.video.temporal_stride;
+        if !matches!(stride, 1 | 2 | 4) {
+            candle::bail!("nano: video.temporal_stride is {stride}; it must be 1, 2 or 4")
+        }
+        if p.audio_per_latent_frame != stride {
+            candle::bail!(
+                "nano: data_proxy.audio_per_latent_frame is {} but video.temporal_stride is \
+                 {stride}: audio has one latent per pixel frame, so they must agree",
+                p.audio_per_latent_frame
+            )
+        }
         if self.audio.hop * self.native_fps as usize != self.sample_rate as usize
             || (2 * self.audio.hop) % self.audio.chunk != 0
         {
@@ -401,20 +482,6 @@ impl NanoConfig {
         }
         Ok(())
     }
-
-    /// Latent frames for `n` pixel frames: the smallest T with `4(T-1)+1 >= n`.
-    pub fn latent_frames(n_frames: usize) -> usize {
-        n_frames
-            .max(1)
-            .saturating_sub(1)
-            .div_ceil(VideoCodecConfig::TEMPORAL_STRIDE)
-            + 1
-    }
-
-    /// Pixel frames the codec produces for T latent frames.
-    pub fn pixel_frames(latent_frames: usize) -> usize {
-        VideoCodecConfig::TEMPORAL_STRIDE * latent_frames.saturating_sub(1) + 1
-    }
 }
 
 #[cfg(test)]
@@ -435,11 +502,16 @@ mod tests {
         map.remove("progress");
         map.remove("clock");
         map["video"].as_object_mut().unwrap().remove("temporal_mix");
+        map["video"]
+            .as_object_mut()
+            .unwrap()
+            .remove("temporal_stride");
         map["dit"]["video_in_channels"] = (16 + 8 + 64).into();
         map["dit"]["audio_in_channels"] = (16 + 2 + 64).into();
         let old: NanoConfig = serde_json::from_value(json).unwrap();
         assert!(!old.progress);
         assert!(!old.video.temporal_mix);
+        assert_eq!(old.video.temporal_stride, 4);
 
         // A retired layer loads when it is off and is refused by name when it is on.
         let mut json = serde_json::to_value(&cfg).unwrap();
@@ -490,6 +562,49 @@ mod tests {
                 "(latent 16 + position and time 8/2 + progress 1 + clock 6 + pooled text 64)"
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_temporal_stride_sets_the_frame_layout_and_the_audio_rope_alignment() {
+        let mut cfg = NanoConfig::nano(127);
+        let four = cfg.video.frames();
+        // MagiHuman's layout: a 4 s clip at 8 fps is 33 frames in 9 latent frames.
+        assert_eq!((four.latent_frames(32), four.pixel_frames(9)), (9, 33));
+        assert_eq!(
+            (0..10).map(|f| four.latent_frame_of(f)).collect::<Vec<_>>(),
+            [0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
+        );
+        assert_eq!(cfg.latent_frame_s(), 0.5);
+
+        cfg.video.temporal_stride = 2;
+        let two = cfg.video.frames();
+        assert_eq!((two.latent_frames(32), two.pixel_frames(17)), (17, 33));
+        assert_eq!(
+            (0..6).map(|f| two.latent_frame_of(f)).collect::<Vec<_>>(),
+            [0, 1, 1, 2, 2, 3]
+        );
+        assert_eq!(cfg.latent_frame_s(), 0.25);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("audio_per_latent_frame is 4"), "{err}");
+        let cfg = cfg.with_temporal_stride(2);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.data_proxy.audio_per_latent_frame, 2);
+
+        let cfg = cfg.with_temporal_stride(3);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("video.temporal_stride is 3"), "{err}");
+    }
+
+    #[test]
+    fn wider_video_latents_widen_the_dits_input_and_their_statistics() {
+        let cfg = NanoConfig::nano(127).with_video_latent_channels(32);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.dit.video_in_channels, 32 + 8 + 1 + 64);
+        assert_eq!(cfg.latent.video_std.len(), 32);
+        assert_eq!(
+            cfg.dit.audio_in_channels,
+            NanoConfig::nano(127).dit.audio_in_channels
         );
     }
 }

@@ -22,8 +22,8 @@ use crate::engine::models::magihuman::{packing, DitTrace, MagiHuman};
 
 pub use audio_codec::{AudioDecoder, AudioEncoder, VideoCue};
 pub use config::{
-    AudioCodecConfig, LatentStats, NanoConfig, NanoSamplerDefaults, SampleOrder, TextEncoderConfig,
-    VideoCodecConfig,
+    AudioCodecConfig, FrameLayout, LatentStats, NanoConfig, NanoSamplerDefaults, SampleOrder,
+    TextEncoderConfig, VideoCodecConfig,
 };
 pub use text::{NanoTokenizer, TextEncoder};
 pub use video_codec::{VideoDecoder, VideoEncoder};
@@ -139,12 +139,14 @@ impl Nano {
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
         let na = xa.dim(1)?;
         let progress = self.cfg.progress;
-        let video = conditioning::video((t, h, w), fps, sigma_video, progress, dev)?;
+        let frame_s = self.cfg.latent_frame_s();
+        let video = conditioning::video((t, h, w), frame_s, sigma_video, progress, dev)?;
         let mut xv = conditioning::append(xv, &video, 1)?;
         let audio = conditioning::audio(na, fps, sigma_audio, progress, dev)?;
         let mut xa = conditioning::append(xa, &audio, 2)?;
         if self.cfg.clock {
-            xv = conditioning::append(&xv, &conditioning::clock_video((t, h, w), fps, dev)?, 1)?;
+            xv =
+                conditioning::append(&xv, &conditioning::clock_video((t, h, w), frame_s, dev)?, 1)?;
             xa = conditioning::append(&xa, &conditioning::clock_audio(na, fps, dev)?, 2)?;
         }
         if self.cfg.pooled_text {

@@ -1,9 +1,9 @@
-//! Nano's video codec: 8x8 spatial, 4x temporal compression, as MagiHuman's Wan 2.2 VAE lays
-//! its latents out (`4(T-1)+1` pixel frames for T latent frames), at a size a laptop decodes
-//! in a fraction of real time.
+//! Nano's video codec: 8x8 spatial, 4x temporal compression (`temporal_stride`, 2 or 1 for
+//! finer time), as MagiHuman's Wan 2.2 VAE lays its latents out (`4(T-1)+1` pixel frames for
+//! T latent frames), at a size a laptop decodes in a fraction of real time.
 //!
-//! The first frame is repeated to fill its own group of 4 (Wan's causal first frame), each
-//! group of 4 frames is stacked in channels, and everything else is 2-D convolution: a strided
+//! The first frame is repeated to fill its own group (Wan's causal first frame), each group
+//! of frames is stacked in channels, and everything else is 2-D convolution: a strided
 //! encoder and a nearest-upsample + conv decoder. With `temporal_mix` the decoder also reads
 //! each latent frame's neighbours (a residual conv over the features of frames t-1, t, t+1,
 //! at the latent's resolution and again before the output): decoded alone, a group of 4
@@ -16,8 +16,6 @@ use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
 
 use super::config::VideoCodecConfig;
 
-const GROUP: usize = VideoCodecConfig::TEMPORAL_STRIDE;
-
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
     let cfg = Conv2dConfig {
         padding: if stride == 2 { 1 } else { k / 2 },
@@ -29,6 +27,8 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Res
 
 #[derive(Debug, Clone)]
 pub struct VideoEncoder {
+    /// Pixel frames per latent frame.
+    group: usize,
     conv_in: Conv2d,
     down: Vec<Conv2d>,
     conv_out: Conv2d,
@@ -36,33 +36,38 @@ pub struct VideoEncoder {
 
 impl VideoEncoder {
     pub fn new(cfg: &VideoCodecConfig, vb: VarBuilder) -> Result<Self> {
-        let c = cfg.channels;
-        let conv_in = conv(3 * GROUP, c[0], 3, 1, vb.pp("conv_in"))?;
+        let (c, group) = (cfg.channels, cfg.temporal_stride);
+        let conv_in = conv(3 * group, c[0], 3, 1, vb.pp("conv_in"))?;
         let down = (0..3)
             .map(|i| conv(c[i], c[i + 1], 4, 2, vb.pp("down").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let conv_out = conv(c[3], cfg.latent_channels, 3, 1, vb.pp("conv_out"))?;
         Ok(Self {
+            group,
             conv_in,
             down,
             conv_out,
         })
     }
 
-    /// `frames` `[n, 3, H, W]` in [-1, 1] with `n = 4(T-1)+1` and H, W multiples of 8 →
-    /// `[1, z, T, H/8, W/8]`.
+    /// `frames` `[n, 3, H, W]` in [-1, 1] with `n = s(T-1)+1` (s the temporal stride) and
+    /// H, W multiples of 8 → `[1, z, T, H/8, W/8]`.
     pub fn encode(&self, frames: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = frames.dims4()?;
-        let s = VideoCodecConfig::SPATIAL_STRIDE;
-        if c != 3 || n % GROUP != 1 || h % s != 0 || w % s != 0 {
+        let (s, g) = (VideoCodecConfig::SPATIAL_STRIDE, self.group);
+        if c != 3 || n % g != 1 % g || h % s != 0 || w % s != 0 {
             candle::bail!(
-                "nano video encoder: frames {:?} must be [4(T-1)+1, 3, H, W] with H, W multiples of {s}",
+                "nano video encoder: frames {:?} must be [{g}(T-1)+1, 3, H, W] with H, W multiples of {s}",
                 frames.dims()
             )
         }
-        let t = (n - 1) / GROUP + 1;
-        let first = frames.narrow(0, 0, 1)?.repeat((GROUP - 1, 1, 1, 1))?;
-        let grouped = Tensor::cat(&[&first, frames], 0)?.reshape((t, GROUP * 3, h, w))?;
+        let t = (n - 1) / g + 1;
+        let grouped = if g == 1 {
+            frames.clone()
+        } else {
+            let first = frames.narrow(0, 0, 1)?.repeat((g - 1, 1, 1, 1))?;
+            Tensor::cat(&[&first, frames], 0)?.reshape((t, g * 3, h, w))?
+        };
         let mut x = self.conv_in.forward(&grouped)?.silu()?;
         for d in &self.down {
             x = d.forward(&x)?.silu()?;
@@ -100,6 +105,8 @@ impl TemporalMix {
 
 #[derive(Debug, Clone)]
 pub struct VideoDecoder {
+    /// Pixel frames per latent frame.
+    group: usize,
     conv_in: Conv2d,
     up: Vec<Conv2d>,
     conv_out: Conv2d,
@@ -114,7 +121,8 @@ impl VideoDecoder {
         let up = (0..3)
             .map(|i| conv(c[3 - i], c[2 - i], 3, 1, vb.pp("up").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        let conv_out = conv(c[0], 3 * GROUP, 3, 1, vb.pp("conv_out"))?;
+        let group = cfg.temporal_stride;
+        let conv_out = conv(c[0], 3 * group, 3, 1, vb.pp("conv_out"))?;
         let mix = if cfg.temporal_mix {
             Some((
                 TemporalMix::new(c[3], 3, vb.pp("mix_in"))?,
@@ -124,6 +132,7 @@ impl VideoDecoder {
             None
         };
         Ok(Self {
+            group,
             conv_in,
             up,
             conv_out,
@@ -131,7 +140,7 @@ impl VideoDecoder {
         })
     }
 
-    /// `[1, z, T, h, w]` → `[4(T-1)+1, 3, 8h, 8w]`, unclamped (roughly [-1, 1]).
+    /// `[1, z, T, h, w]` → `[s(T-1)+1, 3, 8h, 8w]`, unclamped (roughly [-1, 1]).
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         let (b, _z, t, h, w) = latent.dims5()?;
         if b != 1 {
@@ -151,8 +160,9 @@ impl VideoDecoder {
         if let Some((_, mix_out)) = &self.mix {
             x = mix_out.forward(&x)?;
         }
-        let y = self.conv_out.forward(&x)?.reshape((t * GROUP, 3, hh, ww))?;
-        y.narrow(0, GROUP - 1, (t - 1) * GROUP + 1)
+        let g = self.group;
+        let y = self.conv_out.forward(&x)?.reshape((t * g, 3, hh, ww))?;
+        y.narrow(0, g - 1, (t - 1) * g + 1)
     }
 }
 
@@ -168,7 +178,38 @@ mod tests {
             latent_channels: 4,
             channels: [4, 8, 8, 8],
             temporal_mix,
+            temporal_stride: 4,
         }
+    }
+
+    #[test]
+    fn each_temporal_stride_encodes_its_frames_to_its_latent_frames_and_back() {
+        let dev = Device::Cpu;
+        for (stride, frames, latent_frames) in [(4, 9, 3), (2, 9, 5), (1, 3, 3)] {
+            let cfg = VideoCodecConfig {
+                temporal_stride: stride,
+                ..config(false)
+            };
+            let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &dev);
+            let (enc, dec) = (
+                VideoEncoder::new(&cfg, vb.pp("e")).unwrap(),
+                VideoDecoder::new(&cfg, vb.pp("d")).unwrap(),
+            );
+            let x = Tensor::zeros((frames, 3, 16, 24), DType::F32, &dev).unwrap();
+            let z = enc.encode(&x).unwrap();
+            assert_eq!(z.dims(), &[1, 4, latent_frames, 2, 3], "stride {stride}");
+            assert_eq!(dec.decode(&z).unwrap().dims(), &[frames, 3, 16, 24]);
+            assert_eq!(cfg.frames().pixel_frames(latent_frames), frames);
+        }
+        // A frame count the layout cannot hold is refused, with the layout named.
+        let cfg = VideoCodecConfig {
+            temporal_stride: 2,
+            ..config(false)
+        };
+        let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &dev);
+        let x = Tensor::zeros((8, 3, 16, 24), DType::F32, &dev).unwrap();
+        let err = VideoEncoder::new(&cfg, vb).unwrap().encode(&x).unwrap_err();
+        assert!(err.to_string().contains("[2(T-1)+1, 3, H, W]"), "{err}");
     }
 
     /// Frames decoded from `[1, 4, 3, 2, 2]` latents whose last latent frame is `last`.
