@@ -273,11 +273,19 @@ mod tests {
 
     #[test]
     fn object_masks_cover_the_objects_and_pool_to_the_latent_grid() {
-        let cfg = NanoConfig::tiny_for_tests(10);
+        for stride in [4, 2] {
+            object_masks_pool_to_the_latent_grid_of_stride(stride);
+        }
+    }
+
+    fn object_masks_pool_to_the_latent_grid_of_stride(stride: usize) {
+        let cfg = NanoConfig::tiny_for_tests(10).with_temporal_stride(stride);
         let sampler = ClipSampler::new(&cfg, vec![(48, 32)], (3, 3));
         let clip = sampler.clip(1, 2, 3);
         let (w, h, n) = (clip.width, clip.height, clip.n_frames);
-        assert_eq!(n, 9);
+        assert_eq!(n, 2 * stride + 1);
+        let cells = Shape::ALL.len() * 3 * (h / 8) * (w / 8);
+        assert_eq!(clip.shape_cells.len(), cells);
         assert_eq!(clip.object_mask.len(), n * w * h);
         assert_eq!(clip.impact_frames.len(), n);
         // Some of the frame, not all of it.
@@ -290,7 +298,7 @@ mod tests {
         let (lat, [t, lh, lw]) = clip.latent_object_mask();
         assert_eq!([t, lh, lw], [3, h / 8, w / 8]);
         for f in 0..n {
-            let lt = if f == 0 { 0 } else { (f - 1) / 4 + 1 };
+            let lt = if f == 0 { 0 } else { (f - 1) / stride + 1 };
             for y in 0..h {
                 for x in 0..w {
                     if clip.object_mask[(f * h + y) * w + x] > 0.0 {
