@@ -397,9 +397,17 @@ pub fn bench_nano(
     let model = match model_dir {
         None => "nano".to_string(),
         Some(dir) => {
-            registry
-                .find(&dir.display().to_string())
-                .map_err(|e| CliError::new(super::EXIT_MODEL_MISSING, e))?;
+            let manifest = dir.join(crate::engine::registry::MANIFEST_FILE);
+            if !manifest.is_file() {
+                return Err(CliError::new(
+                    super::EXIT_MODEL_MISSING,
+                    anyhow::anyhow!(
+                        "{} is missing: --model-dir takes a model folder (OUT/model of \
+                         `happyhorse train nano`)",
+                        manifest.display()
+                    ),
+                ));
+            }
             dir.display().to_string()
         }
     };

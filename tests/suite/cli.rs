@@ -336,3 +336,15 @@ fn train_resume_with_other_settings_exits_2_naming_them() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("sigma_shift must be a positive number"));
 }
+
+#[test]
+fn bench_of_a_folder_without_a_model_exits_3_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let args = ["bench", "nano", "--repeats", "1", "--model-dir", folder];
+    let out = happyhorse(&args, None, dir.path());
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(err.contains("happyhorse.toml is missing"), "{err}");
+}

@@ -135,6 +135,27 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
         paths.lines().any(|l| l.ends_with(".mp4")) && paths.lines().all(|l| !l.is_empty()),
         "{paths}"
     );
+    // `bench nano --model-dir` times the folder's own jobs.
+    let bench = std::process::Command::new(env!("CARGO_BIN_EXE_happyhorse"))
+        .args([
+            "bench",
+            "nano",
+            "--duration",
+            "2",
+            "--repeats",
+            "1",
+            "--model-dir",
+        ])
+        .arg(&summary.model_dir)
+        .output()
+        .expect("the binary runs");
+    let report = String::from_utf8_lossy(&bench.stdout);
+    assert!(
+        bench.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(report.contains("x clip duration"), "{report}");
     // A config whose DiT reads other input channels than this version feeds it (a folder
     // trained by another version) is refused before any weight is read: exit code 3, naming
     // the file and the fix.
@@ -159,6 +180,40 @@ fn smoke_training_lowers_the_loss_and_exports_a_loadable_model() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("model.safetensors"), "{stderr}");
+}
+
+#[test]
+fn a_stride_2_video_codec_trains_exports_and_generates_its_frame_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = TrainConfig {
+        video_temporal_stride: 2,
+        latent_frames: (3, 3),
+        codec_latent_frames: (3, 3),
+        audio_decoder_steps: 0,
+        video_decoder_steps: 0,
+        ..TrainConfig::smoke(dir.path().to_path_buf())
+    };
+    let mut losses: Vec<(Stage, f32)> = Vec::new();
+    let summary =
+        run(cfg, &Device::Cpu, &mut |p| losses.push((p.stage, p.loss))).expect("training runs");
+    let config = model_config(&summary.model_dir);
+    assert_eq!(config["video"]["temporal_stride"], 2);
+    assert_eq!(config["data_proxy"]["audio_per_latent_frame"], 2);
+    for stage in [Stage::Codec, Stage::Dit] {
+        let l: Vec<f32> = losses
+            .iter()
+            .filter(|(s, _)| *s == stage)
+            .map(|(_, l)| *l)
+            .collect();
+        assert!(
+            l[l.len() - 1] < l[0],
+            "{stage:?} loss did not go down: {l:?}"
+        );
+    }
+    // 1 s at 8 fps: 8 frames, from 2(T-1)+1 = 9 native frames in 5 latent frames.
+    let clip = red_ball_clip(&summary.model_dir);
+    assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
+    assert_eq!(clip.audio.len(), clip.sample_rate as usize);
 }
 
 #[test]
