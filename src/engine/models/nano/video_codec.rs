@@ -55,7 +55,7 @@ impl VideoEncoder {
     pub fn encode(&self, frames: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = frames.dims4()?;
         let (s, g) = (VideoCodecConfig::SPATIAL_STRIDE, self.group);
-        if c != 3 || n % g != 1 % g || h % s != 0 || w % s != 0 {
+        if c != 3 || n == 0 || (n - 1) % g != 0 || h % s != 0 || w % s != 0 {
             candle::bail!(
                 "nano video encoder: frames {:?} must be [{g}(T-1)+1, 3, H, W] with H, W multiples of {s}",
                 frames.dims()
