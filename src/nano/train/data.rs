@@ -17,8 +17,8 @@ pub struct Clip {
     pub width: usize,
     pub height: usize,
     pub n_frames: usize,
-    /// The video codec's layout: pixel frames per latent frame.
-    pub temporal_stride: usize,
+    /// How the video codec groups the frames into latent frames.
+    pub layout: FrameLayout,
     /// `[n, h, w, 3]`.
     pub frames_rgb: Vec<u8>,
     pub audio: Vec<f32>,
@@ -74,9 +74,7 @@ impl Clip {
     /// cell and each latent frame's group of frames, the first frame alone), as the codec
     /// lays its latents out.
     pub fn latent_object_mask(&self) -> (Vec<f32>, [usize; 3]) {
-        let layout = FrameLayout {
-            stride: self.temporal_stride,
-        };
+        let layout = self.layout;
         let s = VideoCodecConfig::SPATIAL_STRIDE;
         let t = layout.latent_frames(self.n_frames);
         let (h, w) = (self.height / s, self.width / s);
@@ -115,9 +113,13 @@ fn object_mask(truth: &ClipTruth, n: usize, w: usize, h: usize) -> Vec<f32> {
 }
 
 /// Pixel coverage `[n, 3, h, w]` pooled to the video latent grid `[3, T, h/8, w/8]`: the
-/// mean over each 8x8 cell and each latent frame's group of `g` frames (the first alone).
-fn latent_shape_cells(coverage: &[f32], n: usize, (w, h): (usize, usize), g: usize) -> Vec<f32> {
-    let layout = FrameLayout { stride: g };
+/// mean over each 8x8 cell and each latent frame's group of frames (the first alone).
+fn latent_shape_cells(
+    coverage: &[f32],
+    n: usize,
+    (w, h): (usize, usize),
+    layout: FrameLayout,
+) -> Vec<f32> {
     let st = VideoCodecConfig::SPATIAL_STRIDE;
     let shapes = Shape::ALL.len();
     let t = layout.latent_frames(n);
@@ -125,7 +127,7 @@ fn latent_shape_cells(coverage: &[f32], n: usize, (w, h): (usize, usize), g: usi
     let mut out = vec![0f32; shapes * t * lh * lw];
     for f in 0..n {
         let lt = layout.latent_frame_of(f);
-        let frames_in_group = if lt == 0 { 1 } else { g };
+        let frames_in_group = if lt == 0 { 1 } else { layout.stride };
         let scale = 1.0 / (frames_in_group * st * st) as f32;
         for k in 0..shapes {
             let map = &coverage[(f * shapes + k) * h * w..][..h * w];
@@ -150,7 +152,7 @@ pub(crate) fn mix64(x: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct ClipSampler {
     fps: u32,
-    temporal_stride: usize,
+    layout: FrameLayout,
     sample_rate: u32,
     sizes: Vec<(u32, u32)>,
     latent_frames: (usize, usize),
@@ -163,7 +165,7 @@ impl ClipSampler {
     pub fn new(cfg: &NanoConfig, sizes: Vec<(u32, u32)>, latent_frames: (usize, usize)) -> Self {
         Self {
             fps: cfg.native_fps,
-            temporal_stride: cfg.video.temporal_stride,
+            layout: cfg.video.frames(),
             sample_rate: cfg.sample_rate,
             sizes,
             latent_frames,
@@ -224,8 +226,7 @@ impl ClipSampler {
             mix64(key ^ 1)
         };
         let t = lo + (length_key % (hi - lo + 1) as u64) as usize;
-        let g = self.temporal_stride;
-        let n = FrameLayout { stride: g }.pixel_frames(t);
+        let n = self.layout.pixel_frames(t);
         let duration = n as f32 / self.fps as f32;
         let frames = render_video(&scene, w as usize, h as usize, self.fps as f32, duration);
         let frames_rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
@@ -238,12 +239,12 @@ impl ClipSampler {
         let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
         Clip {
             object_mask: object_mask(&truth, n, w as usize, h as usize),
-            shape_cells: latent_shape_cells(&coverage, n, (w as usize, h as usize), g),
+            shape_cells: latent_shape_cells(&coverage, n, (w as usize, h as usize), self.layout),
             impact_frames,
             width: w as usize,
             height: h as usize,
             n_frames: frames_rgb.len() / (3 * w as usize * h as usize).max(1),
-            temporal_stride: g,
+            layout: self.layout,
             frames_rgb,
             audio,
             caption: caption(&scene, mix64(key ^ 2)),
