@@ -421,6 +421,13 @@ pub enum BenchCommand {
         /// Timed runs; the best is reported.
         #[arg(long, default_value_t = 1)]
         repeats: usize,
+        /// Latent frames of the video tokens (8 at 256p and 5 s: 448 tokens each).
+        #[arg(long, default_value_t = 8)]
+        frames: usize,
+        /// Also time a local-attention layer (as in `sr_1080p`) whose video tokens read their
+        /// own frame and this many each side, on the same tokens, after each global one.
+        #[arg(long)]
+        local_field: Option<usize>,
         /// Run on the GPU (needs a build with --features cuda or metal).
         #[arg(long)]
         gpu: bool,
@@ -629,9 +636,11 @@ pub fn run(cli: Cli) -> CliResult {
                     dtype,
                     hidden,
                     repeats,
+                    frames,
+                    local_field,
                     gpu,
                 },
-        } => tools::bench_dit(&dtype, hidden, repeats, gpu),
+        } => tools::bench_dit(&dtype, hidden, repeats, frames, local_field, gpu),
         Command::Bench {
             command:
                 BenchCommand::Codec {

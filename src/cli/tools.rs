@@ -104,28 +104,55 @@ fn gpu_device() -> Result<Device, CliError> {
     Ok(dev)
 }
 
-pub fn bench_dit(dtypes: &[String], hidden: usize, repeats: usize, gpu: bool) -> CliResult {
+pub fn bench_dit(
+    dtypes: &[String],
+    hidden: usize,
+    repeats: usize,
+    frames: usize,
+    local_field: Option<usize>,
+    gpu: bool,
+) -> CliResult {
     let dev = if gpu { gpu_device()? } else { Device::Cpu };
     eprintln!(
-        "bench dit: one shared swiglu7 layer, hidden {hidden}, head_dim 128, {} q heads, 8 kv groups, 3584+126+150 tokens, {:?}",
+        "bench dit: one shared swiglu7 layer, hidden {hidden}, head_dim 128, {} q heads, 8 kv groups, 3584+126+150 tokens in {frames} latent frames, {:?}",
         hidden / 128,
         dev
     );
+    if hidden == 0 || hidden % 1024 != 0 {
+        return Err(CliError::bad_input(format!(
+            "--hidden {hidden}: the bench's heads are 128 wide in 8 kv groups, so the hidden size must be a multiple of 1024"
+        )));
+    }
+    let video_tokens = DitBench::released(DType::F32).video_tokens;
+    if local_field.is_some() && (frames == 0 || video_tokens % frames != 0) {
+        return Err(CliError::bad_input(format!(
+            "--frames {frames}: the bench's {video_tokens} video tokens must split into whole frames (e.g. 7, 8, 14, 16, 28, 32)"
+        )));
+    }
+    let layers: Vec<Option<usize>> = std::iter::once(None).chain(local_field.map(Some)).collect();
     for name in dtypes {
         let dtype = parse_dtype(name)?;
-        let b = DitBench {
-            hidden,
-            repeats,
-            ..DitBench::released(dtype)
-        };
-        let r = bench_dit_layer(&b, &dev).map_err(CliError::runtime)?;
-        println!(
-            "dit layer {name}: {:.3} s, {:.0} tokens/s, {:.1} GFLOP/s ({:.1} GFLOP)",
-            r.seconds,
-            r.tokens_per_s,
-            r.gflops,
-            b.flops() / 1e9
-        );
+        for &field in &layers {
+            let b = DitBench {
+                hidden,
+                repeats,
+                frames,
+                local_field: field,
+                ..DitBench::released(dtype)
+            };
+            let r = bench_dit_layer(&b, &dev).map_err(CliError::runtime)?;
+            let kind = match field {
+                None => "global".to_string(),
+                Some(f) => format!("local ±{f} of {frames} frames"),
+            };
+            println!(
+                "dit layer {name} {kind}: {:.3} s, {:.0} tokens/s, {:.1} GFLOP/s ({:.1} GFLOP)",
+                r.seconds,
+                r.tokens_per_s,
+                r.gflops,
+                b.flops() / 1e9
+            );
+        }
     }
     Ok(())
 }

@@ -8,8 +8,9 @@ use candle_core::{bail, DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
+use super::models::magihuman::packing::{attn_blocks, local_qk_ranges};
 use super::models::magihuman::{
-    ElementWiseFourierEmbed, ModalityRanges, ModelConfig, TransformerLayer,
+    AttnBlock, ElementWiseFourierEmbed, ModalityRanges, ModelConfig, TransformerLayer,
 };
 
 /// Shape of the `bench dit` run: one shared (single-expert, swiglu7) layer.
@@ -21,6 +22,11 @@ pub struct DitBench {
     pub video_tokens: usize,
     pub audio_tokens: usize,
     pub text_tokens: usize,
+    /// Latent frames the video tokens split into (what a local layer's window counts).
+    pub frames: usize,
+    /// `Some(f)`: a local-attention layer whose video tokens read their frame and `f` frames
+    /// each side (`frame_receptive_field`); `None`: a global layer.
+    pub local_field: Option<usize>,
     pub dtype: DType,
     pub repeats: usize,
 }
@@ -36,6 +42,8 @@ impl DitBench {
             video_tokens: 3584,
             audio_tokens: 126,
             text_tokens: 150,
+            frames: 8,
+            local_field: None,
             dtype,
             repeats: 1,
         }
@@ -55,9 +63,48 @@ impl DitBench {
             num_heads_kv: 0,
             mm_layers: vec![],
             gelu7_layers: vec![],
-            local_attn_layers: vec![],
+            local_attn_layers: if self.local_field.is_some() {
+                vec![0]
+            } else {
+                vec![]
+            },
             post_norm_layers: vec![],
             ..ModelConfig::base()
+        }
+    }
+
+    /// The local layer's attention blocks, or `None` for a global layer.
+    fn blocks(&self) -> Result<Option<Vec<AttnBlock>>> {
+        let Some(field) = self.local_field else {
+            return Ok(None);
+        };
+        if self.frames == 0 || self.video_tokens % self.frames != 0 {
+            bail!(
+                "bench dit: {} video tokens do not split into {} frames",
+                self.video_tokens,
+                self.frames
+            )
+        }
+        let pairs = local_qk_ranges(
+            self.video_tokens,
+            self.audio_tokens + self.text_tokens,
+            self.frames,
+            field,
+        );
+        attn_blocks(&pairs, self.tokens()).map(Some)
+    }
+
+    /// Query-key pairs the attention scores: `L²` for a global layer, fewer for a local one.
+    fn scored_pairs(&self) -> f64 {
+        match self.blocks() {
+            Ok(Some(blocks)) => blocks
+                .iter()
+                .map(|b| {
+                    let keys: usize = b.k.iter().map(|(a, z)| z - a).sum();
+                    ((b.q.1 - b.q.0) * keys) as f64
+                })
+                .sum(),
+            _ => (self.tokens() as f64).powi(2),
         }
     }
 
@@ -76,7 +123,7 @@ impl DitBench {
             + hq * d * h
             + h * cfg.up_gate_size(0) as f64
             + cfg.intermediate_size(0) as f64 * h;
-        2.0 * l * linears + 4.0 * l * l * hq * d
+        2.0 * l * linears + 4.0 * self.scored_pairs() * hq * d
     }
 }
 
@@ -140,10 +187,11 @@ pub fn bench_dit_layer(b: &DitBench, dev: &Device) -> Result<BenchReport> {
     )
     .forward(&coords, dev)?;
     let x = Tensor::randn(0f32, 1., (l, cfg.hidden_size), dev)?;
+    let blocks = b.blocks()?;
     let mut best = f64::INFINITY;
     for _ in 0..b.repeats.max(1) {
         let t = Instant::now();
-        let out = layer.forward(&x, &rope, &ranges, None)?;
+        let out = layer.forward(&x, &rope, &ranges, blocks.as_deref())?;
         dev.synchronize()?;
         drop(out);
         best = best.min(t.elapsed().as_secs_f64());

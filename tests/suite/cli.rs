@@ -348,3 +348,21 @@ fn bench_of_a_folder_without_a_model_exits_3_naming_the_file() {
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     assert!(err.contains("happyhorse.toml is missing"), "{err}");
 }
+
+#[test]
+fn bench_dit_refuses_shapes_it_cannot_build_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, flag) in [
+        (&["bench", "dit", "--hidden", "512"][..], "--hidden 512"),
+        (
+            &["bench", "dit", "--frames", "5", "--local-field", "2"][..],
+            "--frames 5",
+        ),
+    ] {
+        let out = happyhorse(args, None, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}

@@ -13,7 +13,7 @@ use candle_core as candle;
 use candle_nn::VarBuilder;
 
 use super::config::{DataProxyConfig, ModelConfig};
-use super::packing::{self, ModalityRanges, Packed};
+use super::packing::{self, AttnBlock, ModalityRanges, Packed};
 use super::rope::{apply_rope, ElementWiseFourierEmbed, RopeSinCos};
 
 const NORM_EPS: f32 = 1e-6;
@@ -227,15 +227,15 @@ impl TransformerLayer {
         Tensor::cat(&parts, 0)
     }
 
-    /// `h` `[L, hidden]` f32 in packed order; `local_bias` `[L, L]` (see
-    /// [`packing::local_attn_bias`]) is required by local-attention layers and ignored by the
-    /// others. Returns the new hidden states, f32.
+    /// `h` `[L, hidden]` f32 in packed order; `local` (see [`packing::attn_blocks`]) is
+    /// required by local-attention layers and ignored by the others. Returns the new hidden
+    /// states, f32.
     pub fn forward(
         &self,
         h: &Tensor,
         rope: &RopeSinCos,
         ranges: &ModalityRanges,
-        local_bias: Option<&Tensor>,
+        local: Option<&[AttnBlock]>,
     ) -> Result<Tensor> {
         let (l, _) = h.dims2()?;
         let spans = self.spans(ranges, l)?;
@@ -269,18 +269,14 @@ impl TransformerLayer {
             .reshape((l, hkv, d))?
             .transpose(0, 1)?
             .contiguous()?;
-        let bias = if self.local_attn {
-            match local_bias {
-                Some(b) => Some(b.to_dtype(wd)?),
-                None => candle::bail!(
-                    "magihuman layer: local attention layer needs the local-attention mask \
-                     (frame_receptive_field is -1?)"
-                ),
-            }
-        } else {
-            None
+        let o = match (self.local_attn, local) {
+            (false, _) => attention(&q, &k, &v)?, // [Hq, L, D]
+            (true, Some(blocks)) => ranged_attention(&q, &k, &v, blocks)?,
+            (true, None) => candle::bail!(
+                "magihuman layer: local attention layer needs the local-attention ranges \
+                 (frame_receptive_field is -1?)"
+            ),
         };
-        let o = attention(&q, &k, &v, bias.as_ref())?; // [Hq, L, D]
         let mut o = o.transpose(0, 1)?.to_dtype(DType::F32)?; // [L, Hq, D]
         if self.gating {
             let g = qkvg.narrow(1, (hq + 2 * hkv) * d, hq)?.contiguous()?;
@@ -311,14 +307,14 @@ impl TransformerLayer {
     }
 }
 
-/// Softmax attention, q `[Hq, L, D]` (already scaled), k/v `[Hkv, L, D]`; query head j reads kv
+/// Softmax attention, q `[Hq, Lq, D]` (already scaled), k/v `[Hkv, Lk, D]`; query head j reads kv
 /// head `j / (Hq/Hkv)`. Each GQA group's query heads are contiguous, so a group is one
-/// `[rep*L, D] x [D, L]` matmul against its shared K: the repeated K/V are never materialised.
-fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// `[rep*Lq, D] x [D, Lk]` matmul against its shared K: the repeated K/V are never materialised.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (hq, l, d) = q.dims3()?;
-    let hkv = k.dim(0)?;
+    let (hkv, lk, _) = k.dims3()?;
     let rep = hq / hkv;
-    let per_group = (rep * l * l).max(1);
+    let per_group = (rep * l * lk).max(1);
     let chunk = (SCORE_BUDGET / per_group).clamp(1, hkv);
     let mut outs = Vec::with_capacity(hkv.div_ceil(chunk));
     let mut g0 = 0;
@@ -327,13 +323,7 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Resul
         let qc = q.narrow(0, g0 * rep, n * rep)?.reshape((n, rep * l, d))?;
         let kc = k.narrow(0, g0, n)?;
         let vc = v.narrow(0, g0, n)?;
-        let mut s = qc.matmul(&kc.t()?)?;
-        if let Some(b) = bias {
-            s = s
-                .reshape((n, rep, l, l))?
-                .broadcast_add(b)?
-                .reshape((n, rep * l, l))?;
-        }
+        let s = qc.matmul(&kc.t()?)?;
         // Same reason as in `RmsNorm::forward`: the fused softmax has no backward.
         let p = if s.track_op() {
             candle_nn::ops::softmax(&s, candle::D::Minus1)?
@@ -348,6 +338,25 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Resul
     } else {
         Tensor::cat(&outs, 0)
     }
+}
+
+/// [`attention`] over blocks of queries, each reading only its own key ranges (the reference's
+/// flex attention for the local layers): q `[Hq, L, D]`, k/v `[Hkv, L, D]`, `blocks` tiling
+/// `[0, L)` in order.
+fn ranged_attention(q: &Tensor, k: &Tensor, v: &Tensor, blocks: &[AttnBlock]) -> Result<Tensor> {
+    let gather = |x: &Tensor, ranges: &[(usize, usize)]| -> Result<Tensor> {
+        let parts = ranges
+            .iter()
+            .map(|&(a, b)| x.narrow(1, a, b - a))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 1)?.contiguous()
+    };
+    let mut outs = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let qb = q.narrow(1, b.q.0, b.q.1 - b.q.0)?.contiguous()?;
+        outs.push(attention(&qb, &gather(k, &b.k)?, &gather(v, &b.k)?)?);
+    }
+    Tensor::cat(&outs, 1)
 }
 
 /// Intermediates of one forward, for parity debugging.
@@ -491,18 +500,13 @@ impl MagiHuman {
         self.rope.forward(&packed.coords, &self.device)
     }
 
-    /// The additive local-attention mask, when any layer needs it.
-    pub fn local_bias(&self, packed: &Packed) -> Result<Option<Tensor>> {
+    /// The local-attention blocks, when any layer needs them.
+    pub fn local_blocks(&self, packed: &Packed) -> Result<Option<Vec<AttnBlock>>> {
         if !self.layers.iter().any(|l| l.is_local_attn()) {
             return Ok(None);
         }
         match &packed.local_ranges {
-            Some(pairs) => Ok(Some(packing::local_attn_bias(
-                pairs,
-                packed.ranges.total(),
-                self.dtype,
-                &self.device,
-            )?)),
+            Some(pairs) => Ok(Some(packing::attn_blocks(pairs, packed.ranges.total())?)),
             None => candle::bail!(
                 "magihuman: local_attn_layers {:?} need frame_receptive_field != -1",
                 self.cfg.local_attn_layers
@@ -539,7 +543,7 @@ impl MagiHuman {
     ) -> Result<Tensor> {
         let r = packed.ranges;
         let rope = self.rope(packed)?;
-        let bias = self.local_bias(packed)?;
+        let local = self.local_blocks(packed)?;
         let mut h = self.embed(packed)?;
         if let Some(t) = trace.as_deref_mut() {
             t.adapter_x = h.clone();
@@ -547,7 +551,7 @@ impl MagiHuman {
             t.layer_out.clear();
         }
         for layer in &self.layers {
-            h = layer.forward(&h, &rope, &r, bias.as_ref())?;
+            h = layer.forward(&h, &rope, &r, local.as_deref())?;
             if let Some(t) = trace.as_deref_mut() {
                 t.layer_out.push(h.clone());
             }
@@ -617,5 +621,41 @@ impl DitTrace {
     /// `[num_layers, L, hidden]`.
     pub fn stacked_layer_out(&self) -> Result<Tensor> {
         Tensor::stack(&self.layer_out, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::models::magihuman::packing::{attn_blocks, local_qk_ranges};
+
+    /// Ranged attention equals a dense softmax under the `[L, L]` mask of the same pairs.
+    #[test]
+    fn ranged_attention_is_the_masked_dense_attention() -> Result<()> {
+        let dev = Device::Cpu;
+        let (frames, per_frame, audio_text, d) = (5, 4, 3, 8);
+        let (nv, l) = (frames * per_frame, frames * per_frame + audio_text);
+        let q = Tensor::randn(0f32, 1., (4, l, d), &dev)?;
+        let k = Tensor::randn(0f32, 1., (2, l, d), &dev)?;
+        let v = Tensor::randn(0f32, 1., (2, l, d), &dev)?;
+        let pairs = local_qk_ranges(nv, audio_text, frames, 1);
+        let ranged = ranged_attention(&q, &k, &v, &attn_blocks(&pairs, l)?)?;
+
+        let mut mask = vec![f32::NEG_INFINITY; l * l];
+        for p in &pairs {
+            for qi in p.q.0..p.q.1 {
+                mask[qi * l + p.k.0..qi * l + p.k.1].fill(0.0);
+            }
+        }
+        let mask = Tensor::from_vec(mask, (1, l, l), &dev)?;
+        // Query heads 0, 1 read kv head 0; 2, 3 read kv head 1.
+        let kr = Tensor::cat(&[&k.i(0..1)?, &k.i(0..1)?, &k.i(1..2)?, &k.i(1..2)?], 0)?;
+        let vr = Tensor::cat(&[&v.i(0..1)?, &v.i(0..1)?, &v.i(1..2)?, &v.i(1..2)?], 0)?;
+        let s = q.matmul(&kr.t()?)?.broadcast_add(&mask)?;
+        let dense = candle_nn::ops::softmax_last_dim(&s)?.matmul(&vr)?;
+
+        let diff = (ranged - dense)?.abs()?.flatten_all()?.max(0)?;
+        assert!(diff.to_scalar::<f32>()? < 1e-5);
+        Ok(())
     }
 }

@@ -23,5 +23,5 @@ pub mod rope;
 pub use case::{run_golden_case, run_golden_case_debug};
 pub use config::{CoordsStyle, DataProxyConfig, ModelConfig};
 pub use dit::{DitTrace, MagiHuman, TransformerLayer};
-pub use packing::{ModalityRanges, Packed, QkRange, VideoGrid};
+pub use packing::{AttnBlock, ModalityRanges, Packed, QkRange, VideoGrid};
 pub use rope::{ElementWiseFourierEmbed, RopeSinCos};

@@ -4,7 +4,7 @@
 //! `calc_local_qk_range` in `inference/pipeline/data_proxy.py` of GAIR-NLP/daVinci-MagiHuman at
 //! commit 209209b, for batch 1 (the only size the pipeline uses).
 
-use candle::{DType, Device, IndexOp, Result, Tensor};
+use candle::{Device, IndexOp, Result, Tensor};
 use candle_core as candle;
 
 use super::config::{CoordsStyle, DataProxyConfig};
@@ -236,29 +236,55 @@ pub fn local_qk_ranges(
     pairs
 }
 
-/// Boolean-mask equivalent of the ranged attention, as an additive bias `[L, L]` (0 where a
-/// query may read a key, -inf elsewhere). The key ranges covering one query never overlap, so
-/// the masked softmax equals the reference's flex attention.
-pub fn local_attn_bias(
-    pairs: &[QkRange],
-    total: usize,
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut bias = vec![f32::NEG_INFINITY; total * total];
-    for &QkRange {
-        q: (q0, q1),
-        k: (k0, k1),
-    } in pairs
-    {
-        for q in q0..q1.min(total) {
-            let row = &mut bias[q * total..(q + 1) * total];
-            for v in &mut row[k0.min(total)..k1.min(total)] {
-                *v = 0.0;
+/// The queries `[q.0, q.1)` of one block of the ranged attention and the key ranges they all
+/// read (sorted, disjoint, non-empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttnBlock {
+    pub q: (usize, usize),
+    pub k: Vec<(usize, usize)>,
+}
+
+/// The ranged attention as blocks that tile the query axis `[0, total)` in order: each block's
+/// queries read the union of the key ranges of every pair covering them. What the reference's
+/// flex attention computes, without the `[L, L]` mask: each block is a dense attention over its
+/// own keys, so the cost grows with the receptive field, not with the clip's length.
+pub fn attn_blocks(pairs: &[QkRange], total: usize) -> Result<Vec<AttnBlock>> {
+    let mut cuts = vec![0, total];
+    for p in pairs {
+        cuts.extend([p.q.0.min(total), p.q.1.min(total)]);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut blocks: Vec<AttnBlock> = Vec::with_capacity(cuts.len());
+    for w in cuts.windows(2) {
+        let (q0, q1) = (w[0], w[1]);
+        let mut k: Vec<(usize, usize)> = pairs
+            .iter()
+            .filter(|p| p.q.0 <= q0 && q1 <= p.q.1)
+            .map(|p| (p.k.0.min(total), p.k.1.min(total)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        k.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(k.len());
+        for (a, b) in k {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
             }
         }
+        if merged.is_empty() {
+            candle::bail!("magihuman ranged attention: queries {q0}..{q1} of {total} read no key")
+        }
+        match blocks.last_mut() {
+            // Neighbouring queries that read the same keys are one block.
+            Some(last) if last.k == merged => last.q.1 = q1,
+            _ => blocks.push(AttnBlock {
+                q: (q0, q1),
+                k: merged,
+            }),
+        }
     }
-    Tensor::from_vec(bias, (total, total), device)?.to_dtype(dtype)
+    Ok(blocks)
 }
 
 /// `process_input` for batch 1: patchify the video, keep all audio rows and the first
@@ -368,5 +394,39 @@ mod tests {
         );
         // A stride-2 codec: 3 latent frames hold 5.
         assert_eq!(audio_times(2, 5), [0.0, 0.5, 1.0, 1.5, 2.0]);
+    }
+
+    #[test]
+    fn local_blocks_are_the_frames_windows_plus_audio_and_text() {
+        // 4 latent frames of 3 tokens, 2 audio + 1 text, one frame each side.
+        let pairs = local_qk_ranges(12, 3, 4, 1);
+        let blocks = attn_blocks(&pairs, 15).unwrap();
+        let want = |q: (usize, usize), k: &[(usize, usize)]| AttnBlock { q, k: k.to_vec() };
+        // Touching key ranges are one: the last frames' windows run into the audio.
+        assert_eq!(
+            blocks,
+            [
+                want((0, 3), &[(0, 6), (12, 15)]),
+                want((3, 6), &[(0, 9), (12, 15)]),
+                want((6, 9), &[(3, 15)]),
+                want((9, 12), &[(6, 15)]),
+                want((12, 15), &[(0, 15)]),
+            ]
+        );
+        // A field covering every frame: one block, the whole sequence.
+        assert_eq!(
+            attn_blocks(&local_qk_ranges(12, 3, 4, 9), 15).unwrap(),
+            [want((0, 15), &[(0, 15)])]
+        );
+    }
+
+    #[test]
+    fn queries_without_keys_are_refused() {
+        let pairs = [QkRange {
+            q: (0, 4),
+            k: (0, 4),
+        }];
+        let err = attn_blocks(&pairs, 6).unwrap_err().to_string();
+        assert!(err.contains("queries 4..6 of 6 read no key"), "{err}");
     }
 }
