@@ -278,6 +278,10 @@ pub enum TrainCommand {
         /// Channels of the video latent (16 in the recipe). A new run only.
         #[arg(long)]
         video_latent_channels: Option<usize>,
+        /// Local attention in the DiT's inner layers: a video token reads its latent frame and
+        /// this many on each side, plus all audio and text (default: every layer global).
+        #[arg(long)]
+        dit_local_field: Option<usize>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
@@ -722,6 +726,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_clock,
                     video_temporal_stride,
                     video_latent_channels,
+                    dit_local_field,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -781,6 +786,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_clock = dit_clock.unwrap_or(cfg.dit_clock);
             cfg.video_temporal_stride = video_temporal_stride.unwrap_or(cfg.video_temporal_stride);
             cfg.video_latent_channels = video_latent_channels.unwrap_or(cfg.video_latent_channels);
+            cfg.dit_local_field = dit_local_field.or(cfg.dit_local_field);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

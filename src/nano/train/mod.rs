@@ -360,6 +360,9 @@ pub fn run(
     if cfg.dit_clock {
         model_cfg = model_cfg.with_clock();
     }
+    if let Some(field) = cfg.dit_local_field {
+        model_cfg = model_cfg.with_local_attention(field);
+    }
     let varmap = VarMap::new();
     let model = Nano::new(
         &model_cfg,

@@ -238,6 +238,12 @@ pub struct TrainConfig {
     /// a latent frame's group of pixel frames at the same token count.
     #[serde(default = "TrainConfig::default_video_latent_channels")]
     pub video_latent_channels: usize,
+    /// `Some(f)`: the DiT's inner layers attend locally, a video token reading its latent
+    /// frame and `f` on each side ([`NanoConfig::with_local_attention`]), so that a clip's
+    /// attention cost grows with its length rather than its square. None: every layer
+    /// global, the recipe.
+    #[serde(default)]
+    pub dit_local_field: Option<usize>,
     /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
     /// like the video's but apart from it (the rest share one level, as sampling does). The
     /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
@@ -404,6 +410,7 @@ impl TrainConfig {
             dit_clock: false,
             video_temporal_stride: 4,
             video_latent_channels: 16,
+            dit_local_field: None,
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,

@@ -376,6 +376,20 @@ impl NanoConfig {
         self
     }
 
+    /// This config with local attention in the DiT's inner layers (every layer but the
+    /// expert layers at either end): a video token reads its latent frame and `field` frames
+    /// on each side, plus all audio and text; audio and text read everything. MagiHuman's
+    /// `sr_1080p` does the same in most of its layers; for Nano it bounds the attention cost
+    /// of a long clip by the field rather than the clip's length.
+    pub fn with_local_attention(mut self, field: usize) -> Self {
+        let experts = self.dit.mm_layers.clone();
+        self.dit.local_attn_layers = (0..self.dit.num_layers)
+            .filter(|l| !experts.contains(l))
+            .collect();
+        self.data_proxy.frame_receptive_field = field as i64;
+        self
+    }
+
     /// Seconds a video latent frame spans: `temporal_stride / native_fps`.
     pub fn latent_frame_s(&self) -> f32 {
         self.video.temporal_stride as f32 / self.native_fps.max(1) as f32
@@ -441,6 +455,14 @@ impl NanoConfig {
                 self.text.hidden,
                 self.channel_breakdown(),
                 conditioning::CLOCK_CHANNELS,
+            )
+        }
+        if !self.dit.local_attn_layers.is_empty() && p.frame_receptive_field < 0 {
+            candle::bail!(
+                "nano: dit.local_attn_layers {:?} need data_proxy.frame_receptive_field (the \
+                 latent frames a video token reads on each side), but it is {}",
+                self.dit.local_attn_layers,
+                p.frame_receptive_field
             )
         }
         let stride = self.video.temporal_stride;
@@ -594,6 +616,18 @@ mod tests {
         let cfg = cfg.with_temporal_stride(3);
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("video.temporal_stride is 3"), "{err}");
+    }
+
+    #[test]
+    fn local_attention_covers_the_inner_layers_and_needs_a_field() {
+        let cfg = NanoConfig::nano(127).with_local_attention(2);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.dit.local_attn_layers, [1, 2, 3, 4]);
+        assert_eq!(cfg.data_proxy.frame_receptive_field, 2);
+        let mut no_field = cfg;
+        no_field.data_proxy.frame_receptive_field = -1;
+        let err = no_field.validate().unwrap_err().to_string();
+        assert!(err.contains("frame_receptive_field"), "{err}");
     }
 
     #[test]
