@@ -1,7 +1,9 @@
 //! Operations candle lacks that several model ports share.
 
+mod softmax;
 mod tap_conv;
 
+pub use softmax::softmax_last_dim;
 pub use tap_conv::TapConv;
 
 /// The largest absolute difference between two tensors of one shape (the unit tests' check).

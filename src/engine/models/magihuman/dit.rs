@@ -15,6 +15,7 @@ use candle_nn::VarBuilder;
 use super::config::{DataProxyConfig, ModelConfig};
 use super::packing::{self, AttnBlock, ModalityRanges, Packed};
 use super::rope::{apply_rope, ElementWiseFourierEmbed, RopeSinCos};
+use crate::engine::ops;
 
 const NORM_EPS: f32 = 1e-6;
 const ACT_ALPHA: f64 = 1.702;
@@ -324,12 +325,7 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let kc = k.narrow(0, g0, n)?;
         let vc = v.narrow(0, g0, n)?;
         let s = qc.matmul(&kc.t()?)?;
-        // Same reason as in `RmsNorm::forward`: the fused softmax has no backward.
-        let p = if s.track_op() {
-            candle_nn::ops::softmax(&s, candle::D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&s)?
-        };
+        let p = ops::softmax_last_dim(&s)?;
         outs.push(p.matmul(&vc)?.reshape((n * rep, l, d))?);
         g0 += n;
     }
