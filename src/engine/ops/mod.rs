@@ -1,8 +1,10 @@
 //! Operations candle lacks that several model ports share.
 
+mod rms_norm;
 mod softmax;
 mod tap_conv;
 
+pub use rms_norm::rms_norm;
 pub use softmax::softmax_last_dim;
 pub use tap_conv::TapConv;
 

@@ -49,13 +49,7 @@ impl RmsNorm {
 
     /// Normalises over the last dim; the output is f32 whatever the input dtype.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.to_dtype(DType::F32)?.contiguous()?;
-        // The fused kernel has no backward: when training (a Var upstream) use the composite.
-        if x.track_op() || self.scale.track_op() {
-            candle_nn::ops::rms_norm_slow(&x, &self.scale, NORM_EPS)
-        } else {
-            candle_nn::ops::rms_norm(&x, &self.scale, NORM_EPS)
-        }
+        ops::rms_norm(&x.to_dtype(DType::F32)?, &self.scale, NORM_EPS)
     }
 }
 
