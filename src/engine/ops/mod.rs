@@ -8,6 +8,23 @@ pub use rms_norm::rms_norm;
 pub use softmax::softmax_last_dim;
 pub use tap_conv::TapConv;
 
+/// The contiguous f32 values of a CPU storage (the CPU kernels' input); `what` names it.
+fn cpu_f32<'a>(
+    op: &str,
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    use candle_core::backend::BackendStorage;
+    let candle_core::CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: {what} must be f32, got {:?}", s.dtype())
+    };
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: {what} must be contiguous")
+    };
+    Ok(&v[start..end])
+}
+
 /// The largest absolute difference between two tensors of one shape (the unit tests' check).
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

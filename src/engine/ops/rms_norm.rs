@@ -7,7 +7,6 @@
 //! `dx = r * (a * dy - x * r² * mean(a * dy * x))`, `da = sum over rows of dy * x * r`.
 //! Inference and other devices keep candle's ops.
 
-use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use candle_core as candle;
 use rayon::prelude::*;
@@ -33,15 +32,8 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
     }
 }
 
-/// The contiguous f32 values of a CPU tensor.
 fn values<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle::bail!("rms norm: {what} must be f32, got {:?}", s.dtype())
-    };
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle::bail!("rms norm: {what} must be contiguous")
-    };
-    Ok(&v[start..end])
+    super::cpu_f32("rms norm", s, l, what)
 }
 
 /// `1 / sqrt(mean(x²) + eps)` of one row.

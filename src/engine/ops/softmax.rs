@@ -6,7 +6,6 @@
 //! the forward is one pass per row and the backward another: `dx = p * (dy - sum(dy * p))`.
 //! Inference and other devices keep candle's ops.
 
-use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use candle_core as candle;
 use rayon::prelude::*;
@@ -28,14 +27,9 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 
 /// The contiguous f32 values of a CPU tensor and the length of its last dim.
 fn rows<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<(&'a [f32], usize)> {
-    let CpuStorage::F32(v) = s else {
-        candle::bail!("softmax: {what} must be f32, got {:?}", s.dtype())
-    };
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle::bail!("softmax: {what} must be contiguous")
-    };
+    let v = super::cpu_f32("softmax", s, l, what)?;
     let width = l.dims().last().copied().unwrap_or(1).max(1);
-    Ok((&v[start..end], width))
+    Ok((v, width))
 }
 
 struct Softmax;
