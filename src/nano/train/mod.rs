@@ -640,7 +640,10 @@ mod tests {
     #[test]
     fn a_restart_phase_extends_a_finished_run_and_leaves_its_first_phase_alone() {
         let path = Path::new("run/checkpoint/state.json");
-        let first = TrainConfig::nano(PathBuf::from("run"));
+        let first = TrainConfig {
+            dit_steps: 10000,
+            ..TrainConfig::nano(PathBuf::from("run"))
+        };
         let extended = TrainConfig {
             dit_restart_steps: 3000,
             dit_restart_lr: 3e-4,

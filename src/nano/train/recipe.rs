@@ -25,7 +25,7 @@ pub struct TrainConfig {
     /// Steps of a second DiT phase after `dit_steps`: a warm restart of the learning-rate
     /// schedule at `dit_restart_lr`, again warmed up and cosine-decayed to 10%. The first
     /// phase is untouched by it, so a finished run is extended by rerunning it with these set.
-    /// Not in the recipe: 3000 steps at 3e-4 after the recipe's 10000 (32 min) scored 60.0% /
+    /// Not in the recipe: 3000 steps at 3e-4 after a first phase of 10000 (32 min) scored 60.0% /
     /// 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes), within the noise.
     #[serde(default)]
     pub dit_restart_steps: usize,
@@ -33,7 +33,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub dit_restart_lr: f64,
     /// `dit_object_weight` in the restart phase; unset: the first phase's. Not in the recipe:
-    /// 3000 steps at lr 3e-4 and weight 12 after the recipe's 10000 scored 74.4% / 73.9%
+    /// 3000 steps at lr 3e-4 and weight 12 after a first phase of 10000 scored 74.4% / 73.9%
     /// adherence against 70.6% / 71.1%, but sync p90 334 / 303 ms against 288 / 253
     /// (`eval nano`, 60 + 60 scenes; the same trade at `--seed 1`), and so did the same
     /// restart at the first phase's weight (73.9% / 73.3%, 320 / 337 ms).
@@ -125,7 +125,7 @@ pub struct TrainConfig {
     /// are made, rather than its one-step guess; and the stage's clips are the DiT's own
     /// (its placements and timings), so that a walk from pure noise lands where its clip is.
     /// The decoder learns what the DiT's finished latents mean. Measured 2026-12-05 on the
-    /// committed weights (σ up to 1, 1500 steps, lr 1e-3): 76.4% / 75.0% over two eval seeds
+    /// 2026-12-03 weights (σ up to 1, 1500 steps, lr 1e-3): 76.4% / 75.0% over two eval seeds
     /// against 76.4% / 75.3%, squares 4 of 71. false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
@@ -223,7 +223,7 @@ pub struct TrainConfig {
     /// trained contact times. With periods up to 16 s, 2 s clips moved as asked (motion 92% /
     /// 90% against 62% / 82%) but 4 s clips read slow channels never trained (motion
     /// 52-65%); with the periodic 0.5-2 s clock and the temporal-mix video decoder, 4 s
-    /// clips scored 77.0% / 74.7% adherence over two seeds against the committed 76.4% /
+    /// clips scored 77.0% / 74.7% adherence over two seeds against the 2026-12-03 weights' 76.4% /
     /// 75.3%, and a fall's hit comes again 2 s later in a third of falls: within the noise,
     /// hence not in the recipe before a run on clips past 2.5 s is measured.
     #[serde(default)]
@@ -337,18 +337,17 @@ impl TrainConfig {
         16
     }
 
-    /// The recipe behind the committed `models/nano/` weights, 1 h 51 min on the 2-core CPU
-    /// of the committed run, about 2 h 50 min on the slower one of the first runs (measured
-    /// step times in `models/nano/TRAINING_LOG.txt`):
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 50 min on the 2-core
+    /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
-    ///   ~1 s/step on the first runs' CPU), the audio codec beside it for 12000 steps
-    ///   (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
-    /// - DiT: 10000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9; a step's clips share a length), ~0.64 s/step with a worker per
-    ///   core, about 106 min (~0.40 s/step, 67 min, on the CPU of the committed run); the
-    ///   timing of every clip's motion at the middle of the world's ranges
-    ///   (`physics_spread` 0: one trajectory per motion, size and camera); the
-    ///   text probe trains beside it; the export is the EMA of its weights;
+    ///   53 min in the logged run, which shared the CPU), the audio codec beside it for 12000
+    ///   steps (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
+    /// - DiT: 15000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
+    ///   default clip is 9; a step's clips share a length), ~0.50 s/step with a worker per
+    ///   core, 124 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
+    ///   video loss was still falling at their end); the timing of every clip's motion at
+    ///   the middle of the world's ranges (`physics_spread` 0: one trajectory per motion,
+    ///   size and camera); the text probe trains beside it; the export is the EMA of its weights;
     /// - the audio decoder alone 6000 steps (~13 ms/step, under 2 min) on the frozen
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
     ///   latents sat near silence's and decoded to a hum at -45 to -56 dBFS; after this stage
@@ -369,7 +368,7 @@ impl TrainConfig {
             tiny: false,
             codec_steps: 3600,
             audio_codec_steps: 12000,
-            dit_steps: 10000,
+            dit_steps: 15000,
             dit_restart_steps: 0,
             dit_restart_lr: 0.0,
             dit_restart_object_weight: None,
