@@ -1,9 +1,11 @@
 //! Operations candle lacks that several model ports share.
 
+mod clamped_act;
 mod rms_norm;
 mod softmax;
 mod tap_conv;
 
+pub use clamped_act::{gelu_clamped, swiglu_clamped};
 pub use rms_norm::rms_norm;
 pub use softmax::softmax_last_dim;
 pub use tap_conv::TapConv;

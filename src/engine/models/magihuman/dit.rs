@@ -8,7 +8,7 @@
 //! activations, the adapter and the final heads run in f32; the block linears and attention run
 //! in the dtype of the `VarBuilder` (bf16 for the released checkpoints).
 
-use candle::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle::{DType, Device, Module, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
 
@@ -18,8 +18,8 @@ use super::rope::{apply_rope, ElementWiseFourierEmbed, RopeSinCos};
 use crate::engine::ops;
 
 const NORM_EPS: f32 = 1e-6;
-const ACT_ALPHA: f64 = 1.702;
-const ACT_LIMIT: f64 = 7.0;
+const ACT_ALPHA: f32 = 1.702;
+const ACT_LIMIT: f32 = 7.0;
 /// Largest attention score block, in elements, materialised at once (256 MiB in f32): bounds the
 /// memory of long sequences (one released-width GQA group at 3860 tokens is ~75M scores) while
 /// keeping whole GQA groups in one batched matmul.
@@ -75,18 +75,13 @@ fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 /// `gelu7`: `min(x,7) * sigmoid(1.702*min(x,7))`, no lower clamp.
 fn gelu7(x: &Tensor) -> Result<Tensor> {
-    let x = x.minimum(ACT_LIMIT)?;
-    x.mul(&candle_nn::ops::sigmoid(&(&x * ACT_ALPHA)?)?)
+    ops::gelu_clamped(x, ACT_LIMIT, ACT_ALPHA)
 }
 
-/// `swiglu7` on interleaved columns: even = gate, odd = linear (not two halves).
+/// `swiglu7` on interleaved columns: even = gate, odd = linear (not two halves):
+/// `gelu7(gate) * (clamp(linear, -7, 7) + 1)`.
 fn swiglu7(x: &Tensor) -> Result<Tensor> {
-    let (n, u) = x.dims2()?;
-    let x = x.reshape((n, u / 2, 2))?;
-    let glu = x.i((.., .., 0))?.minimum(ACT_LIMIT)?;
-    let lin = x.i((.., .., 1))?.clamp(-ACT_LIMIT, ACT_LIMIT)?;
-    let act = glu.mul(&candle_nn::ops::sigmoid(&(&glu * ACT_ALPHA)?)?)?;
-    act.mul(&(lin + 1.0)?)
+    ops::swiglu_clamped(x, ACT_LIMIT, ACT_ALPHA)
 }
 
 /// One modality's weights inside a layer (the only one when E = 1).
@@ -618,6 +613,7 @@ impl DitTrace {
 mod tests {
     use super::*;
     use crate::engine::models::magihuman::packing::{attn_blocks, local_qk_ranges};
+    use candle::IndexOp;
 
     /// Ranged attention equals a dense softmax under the `[L, L]` mask of the same pairs.
     #[test]
