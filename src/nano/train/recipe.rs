@@ -337,14 +337,14 @@ impl TrainConfig {
         16
     }
 
-    /// The recipe behind the committed `models/nano/` weights, about 2 h 50 min on the 2-core
-    /// CPU (measured step times in `models/nano/TRAINING_LOG.txt`):
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 40 min on the 2-core
+    /// CPU alone (2 h 52 min as logged, sharing it at times; `models/nano/TRAINING_LOG.txt`):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
     ///   53 min in the logged run, which shared the CPU), the audio codec beside it for 12000
     ///   steps (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
     /// - DiT: 15000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9; a step's clips share a length), ~0.50 s/step with a worker per
-    ///   core, 124 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
+    ///   default clip is 9; a step's clips share a length), ~0.43 s/step with a worker per
+    ///   core, 108 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
     ///   video loss was still falling at their end); the timing of every clip's motion at
     ///   the middle of the world's ranges (`physics_spread` 0: one trajectory per motion,
     ///   size and camera); the text probe trains beside it; the export is the EMA of its weights;
