@@ -2,11 +2,13 @@
 
 mod clamped_act;
 mod rms_norm;
+mod rotate_half;
 mod softmax;
 mod tap_conv;
 
 pub use clamped_act::{gelu_clamped, swiglu_clamped};
 pub use rms_norm::rms_norm;
+pub use rotate_half::rotate_half;
 pub use softmax::softmax_last_dim;
 pub use tap_conv::TapConv;
 

@@ -7,6 +7,12 @@ use std::path::Path;
 
 use candle::{Result, Tensor, Var};
 use candle_core as candle;
+use rayon::prelude::*;
+
+use super::adamw::cpu_f32;
+
+/// Values one rayon task averages.
+const CHUNK: usize = 1 << 14;
 
 pub struct Ema {
     decay: f64,
@@ -32,7 +38,11 @@ impl Ema {
     pub fn update(&mut self, step: usize) -> Result<()> {
         let d = self.decay.min((1 + step) as f64 / (10 + step) as f64);
         for (_, var, avg) in &mut self.vars {
-            *avg = ((&*avg * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;
+            let live = var.as_tensor().detach();
+            *avg = match fused(avg, &live, d)? {
+                Some(next) => next,
+                None => composite(avg, &live, d)?,
+            };
         }
         Ok(())
     }
@@ -61,10 +71,64 @@ impl Ema {
     }
 }
 
+/// `avg * d + live * (1 - d)` as candle ops: the reference of [`fused`] and the path on
+/// other devices.
+fn composite(avg: &Tensor, live: &Tensor, d: f64) -> Result<Tensor> {
+    (avg * d)? + (live * (1.0 - d))?
+}
+
+/// [`composite`] in one pass over contiguous f32 CPU tensors (`None` for others), rounded
+/// as candle rounds each op (`affine` is `x * a + 0` in f32), so it gives the same bits.
+fn fused(avg: &Tensor, live: &Tensor, d: f64) -> Result<Option<Tensor>> {
+    let (as_, al) = avg.storage_and_layout();
+    let (ls, ll) = live.storage_and_layout();
+    let (Some(a), Some(x)) = (cpu_f32(&as_, al), cpu_f32(&ls, ll)) else {
+        return Ok(None);
+    };
+    if a.len() != x.len() {
+        return Ok(None);
+    }
+    let (d, e) = (d as f32, (1.0 - d) as f32);
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
+        .for_each(|(o, (a, x))| {
+            for ((o, a), x) in o.iter_mut().zip(a).zip(x) {
+                *o = (a * d + 0.0) + (x * e + 0.0);
+            }
+        });
+    Tensor::from_vec(out, avg.shape(), &candle::Device::Cpu).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle::Device;
+
+    /// The fused average gives the composite's bits, over decays of the ramp and the
+    /// recipe's, on a length that is not a multiple of the chunk.
+    #[test]
+    fn the_fused_average_is_the_composite_bit_for_bit() -> Result<()> {
+        let dev = Device::Cpu;
+        let n = CHUNK + 77;
+        let vals = |k: u32| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| ((i.wrapping_mul(2654435761) ^ k) % 20001) as f32 * 1e-3 - 10.0)
+                .collect()
+        };
+        let mut a = Tensor::from_vec(vals(1), n, &dev)?;
+        let mut c = a.clone();
+        for (k, d) in [(2u32, 0.1f64), (3, 0.5), (4, 0.999), (5, 0.9989)] {
+            let live = Tensor::from_vec(vals(k), n, &dev)?;
+            a = fused(&a, &live, d)?.expect("f32 CPU contiguous");
+            c = composite(&c, &live, d)?;
+            let bits = |x: &Tensor| -> Result<Vec<u32>> {
+                Ok(x.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect())
+            };
+            assert_eq!(bits(&a)?, bits(&c)?, "decay {d}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn the_average_trails_the_live_value() {

@@ -3,7 +3,7 @@
 //! Port of `ElementWiseFourierEmbed` and `apply_rotary_emb_torch` (non-interleaved) in
 //! `inference/model/dit/dit_module.py` of GAIR-NLP/daVinci-MagiHuman at commit 209209b.
 
-use candle::{DType, Device, Result, Tensor, D};
+use candle::{DType, Device, Result, Tensor};
 use candle_core as candle;
 use candle_nn::VarBuilder;
 
@@ -91,25 +91,5 @@ impl ElementWiseFourierEmbed {
 /// Rotates the first R = 6B dims of `x` `[L, H, D]` (f32) with non-interleaved rotate-half;
 /// the remaining `D - R` dims pass through.
 pub fn apply_rope(x: &Tensor, rope: &RopeSinCos) -> Result<Tensor> {
-    let (l, _h, d) = x.dims3()?;
-    let half = rope.sin.dim(1)?;
-    if rope.sin.dim(0)? != l || 2 * half > d {
-        candle::bail!(
-            "magihuman rope: x {:?} does not fit sin/cos {:?}",
-            x.dims(),
-            rope.sin.dims()
-        )
-    }
-    let sin = rope.sin.unsqueeze(1)?;
-    let cos = rope.cos.unsqueeze(1)?;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let out1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-    let out2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-    if 2 * half == d {
-        Tensor::cat(&[out1, out2], D::Minus1)
-    } else {
-        let rest = x.narrow(D::Minus1, 2 * half, d - 2 * half)?;
-        Tensor::cat(&[out1, out2, rest], D::Minus1)
-    }
+    crate::engine::ops::rotate_half(x, &rope.sin, &rope.cos)
 }
