@@ -293,6 +293,10 @@ pub enum TrainCommand {
         /// phase's); the sampler keeps the first phase's.
         #[arg(long)]
         dit_restart_sigma_shift: Option<f64>,
+        /// Clip lengths of the second phase in latent frames, as MIN,MAX (default: the first
+        /// phase's --latent-frames).
+        #[arg(long, value_delimiter = ',')]
+        dit_restart_latent_frames: Option<Vec<usize>>,
         /// Share of the DiT's training clips (0 to 1) whose audio takes a noise level of its
         /// own, apart from the video's.
         #[arg(long)]
@@ -722,6 +726,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_sync_probe_weight,
                     dit_restart_dub_share,
                     dit_restart_sigma_shift,
+                    dit_restart_latent_frames,
                     dit_qk_norm_gain,
                     dit_clock,
                     video_temporal_stride,
@@ -809,8 +814,15 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
+            let restart_given = dit_restart_latent_frames.is_some();
+            let mut restart_frames = cfg.dit_restart_latent_frames.unwrap_or(cfg.latent_frames);
             for (flag, given, field) in [
                 ("--latent-frames", latent_frames, &mut cfg.latent_frames),
+                (
+                    "--dit-restart-latent-frames",
+                    dit_restart_latent_frames,
+                    &mut restart_frames,
+                ),
                 (
                     "--codec-latent-frames",
                     codec_latent_frames,
@@ -827,6 +839,9 @@ pub fn run(cli: Cli) -> CliResult {
                         ))
                     }
                 }
+            }
+            if restart_given {
+                cfg.dit_restart_latent_frames = Some(restart_frames);
             }
             cfg.dit_object_weight = dit_object_weight.unwrap_or(cfg.dit_object_weight);
             cfg.text_probe_weight = text_probe_weight.unwrap_or(cfg.text_probe_weight);

@@ -190,6 +190,12 @@ impl ClipSampler {
         self
     }
 
+    /// Clips of `latent_frames` (MIN, MAX) latent frames.
+    pub fn with_latent_frames(mut self, latent_frames: (usize, usize)) -> Self {
+        self.latent_frames = latent_frames;
+        self
+    }
+
     /// Clips `index` with the same `index / group` share one drawn length: one optimizer
     /// step's clips, so the workers differentiating them finish together (lengths drawn per
     /// clip left one worker idle while the other finished a clip up to 4x longer).
@@ -358,6 +364,11 @@ mod tests {
         }
         let distinct: BTreeSet<usize> = lengths.iter().copied().collect();
         assert!(distinct.len() >= 3, "{lengths:?}");
+        // Other lengths (a restart phase's) draw from their own range; the scene is the same.
+        let long = sampler.clone().with_latent_frames((9, 9));
+        let (a, b) = (sampler.clip(3, 2, 5), long.clip(3, 2, 5));
+        assert_eq!(b.n_frames, cfg.video.frames().pixel_frames(9));
+        assert_eq!(a.caption, b.caption);
     }
 
     /// The mean x of the objects on a clip's first frame, in pixels.

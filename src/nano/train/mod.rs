@@ -147,6 +147,8 @@ struct Run<'a> {
     tokenizer: NanoTokenizer,
     /// DiT clips.
     sampler: ClipSampler,
+    /// DiT clips of the restart phase, where its lengths differ from the first phase's.
+    restart_sampler: Option<ClipSampler>,
     /// Codec clips (shorter).
     codec_sampler: ClipSampler,
     state: State,
@@ -219,10 +221,14 @@ impl Run<'_> {
 
     /// Clip `k` of step `step`'s batch.
     fn clip(&self, stage: Stage, step: usize, k: usize) -> Clip {
+        let restart = step >= self.cfg.dit_steps;
         let step = self.data_step(step);
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
-            Stage::Dit => (2u64, &self.sampler),
+            Stage::Dit => match &self.restart_sampler {
+                Some(s) if restart => (2u64, s),
+                _ => (2u64, &self.sampler),
+            },
             // The cue learns the contacts the DiT draws, over the DiT's longer clips.
             Stage::AudioDecoder if self.cfg.audio_decoder_video_cue => (8u64, &self.sampler),
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
@@ -397,6 +403,12 @@ pub fn run(
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
+    let restart_sampler =
+        (cfg.dit_latent_frames_at(cfg.dit_steps) != cfg.latent_frames).then(|| {
+            sampler
+                .clone()
+                .with_latent_frames(cfg.dit_latent_frames_at(cfg.dit_steps))
+        });
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
@@ -405,6 +417,7 @@ pub fn run(
         model,
         tokenizer,
         sampler,
+        restart_sampler,
         codec_sampler,
         state: State {
             stage: Stage::Codec,
@@ -676,6 +689,13 @@ mod tests {
         assert_eq!(probed.dub_share_at(9999), 0.0);
         assert_eq!(probed.dub_share_at(10000), 0.5);
         assert_eq!(extended.dub_share_at(10000), 0.0);
+        let long = TrainConfig {
+            dit_restart_latent_frames: Some((9, 9)),
+            ..extended.clone()
+        };
+        assert_eq!(long.dit_latent_frames_at(9999), (2, 6));
+        assert_eq!(long.dit_latent_frames_at(10000), (9, 9));
+        assert_eq!(extended.dit_latent_frames_at(10000), (2, 6));
         // A restart's shift warps only its own draws: at shift 1 a draw is its own level.
         let flat = TrainConfig {
             dit_restart_sigma_shift: Some(1.0),
@@ -694,6 +714,10 @@ mod tests {
             },
             TrainConfig {
                 dit_restart_dub_share: 1.5,
+                ..probed.clone()
+            },
+            TrainConfig {
+                dit_restart_latent_frames: Some((3, 2)),
                 ..probed.clone()
             },
             TrainConfig {

@@ -291,6 +291,11 @@ pub struct TrainConfig {
     /// the fine detail (a square's corners) is learned.
     #[serde(default)]
     pub dit_restart_sigma_shift: Option<f64>,
+    /// `latent_frames` of the restart phase's clips; unset: the first phase's. Longer clips
+    /// than the first phase's teach what a clip of the eval's 4 s (9 latent frames) does
+    /// after the first phase's 2.6 s, at their cost for those steps only.
+    #[serde(default)]
+    pub dit_restart_latent_frames: Option<(usize, usize)>,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
     pub impact_weight: f32,
     /// Weight of the audio codec's waveform MSE.
@@ -415,6 +420,7 @@ impl TrainConfig {
             dit_restart_sync_probe_weight: None,
             dit_restart_dub_share: 0.0,
             dit_restart_sigma_shift: None,
+            dit_restart_latent_frames: None,
             dit_decoupled_noise: 0.0,
             impact_weight: 4.0,
             codec_waveform_weight: 1.0,
@@ -522,7 +528,10 @@ impl TrainConfig {
             return bad("sizes must be non-empty multiples of 8");
         }
         let bad_range = |(lo, hi): (usize, usize)| lo == 0 || lo > hi;
-        if bad_range(self.latent_frames) || bad_range(self.codec_latent_frames) {
+        if bad_range(self.latent_frames)
+            || bad_range(self.codec_latent_frames)
+            || self.dit_restart_latent_frames.is_some_and(bad_range)
+        {
             return bad("latent_frames must be a range 1 <= lo <= hi");
         }
         let positive = |s: f64| s.is_finite() && s > 0.0;
@@ -638,6 +647,14 @@ impl TrainConfig {
         (s * u01 / (1.0 + (s - 1.0) * u01)).clamp(1e-3, 1.0)
     }
 
+    /// The DiT stage's clip lengths at `step`: the first phase's, then the restart's.
+    pub(super) fn dit_latent_frames_at(&self, step: usize) -> (usize, usize) {
+        match self.dit_restart_latent_frames {
+            Some(r) if step >= self.dit_steps => r,
+            _ => self.latent_frames,
+        }
+    }
+
     /// The DiT stage's object weight at `step`: the first phase's, then the restart's.
     pub(super) fn dit_object_weight_at(&self, step: usize) -> f32 {
         match self.dit_restart_object_weight {
@@ -701,7 +718,7 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-pub(super) const RESTART_SETTINGS: [&str; 8] = [
+pub(super) const RESTART_SETTINGS: [&str; 9] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
@@ -710,6 +727,7 @@ pub(super) const RESTART_SETTINGS: [&str; 8] = [
     "dit_restart_sync_probe_weight",
     "dit_restart_dub_share",
     "dit_restart_sigma_shift",
+    "dit_restart_latent_frames",
 ];
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
