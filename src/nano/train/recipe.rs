@@ -26,7 +26,9 @@ pub struct TrainConfig {
     /// schedule at `dit_restart_lr`, again warmed up and cosine-decayed to 10%. The first
     /// phase is untouched by it, so a finished run is extended by rerunning it with these set.
     /// Not in the recipe: 3000 steps at 3e-4 after a first phase of 10000 (32 min) scored 60.0% /
-    /// 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes), within the noise.
+    /// 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes), within the noise;
+    /// after the recipe's 15000 (23 min), 78.4% / 81.1% over two eval seeds against 79.4% /
+    /// 79.2% (models/nano/README.md, "A restart phase after the 15000 steps").
     #[serde(default)]
     pub dit_restart_steps: usize,
     /// Peak learning rate of the restart phase.
@@ -293,7 +295,9 @@ pub struct TrainConfig {
     pub dit_restart_sigma_shift: Option<f64>,
     /// `latent_frames` of the restart phase's clips; unset: the first phase's. Longer clips
     /// than the first phase's teach what a clip of the eval's 4 s (9 latent frames) does
-    /// after the first phase's 2.6 s, at their cost for those steps only.
+    /// after the first phase's 2.6 s, at their cost for those steps only. Not in the recipe:
+    /// 3000 steps of 2-9 latent frames at 3e-4 after the recipe's 15000 (30 min) scored 77.0%
+    /// / 77.8% over two eval seeds against 79.4% / 79.2%, bounces still read as falls.
     #[serde(default)]
     pub dit_restart_latent_frames: Option<(usize, usize)>,
     /// Extra loss weight on audio latent frames holding a contact's hit, in both stages.
@@ -342,14 +346,14 @@ impl TrainConfig {
         16
     }
 
-    /// The recipe behind the committed `models/nano/` weights, about 2 h 40 min on the 2-core
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 30 min on the 2-core
     /// CPU alone (2 h 52 min as logged, sharing it at times; `models/nano/TRAINING_LOG.txt`):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
     ///   53 min in the logged run, which shared the CPU), the audio codec beside it for 12000
     ///   steps (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
     /// - DiT: 15000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9; a step's clips share a length), ~0.43 s/step with a worker per
-    ///   core, 108 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
+    ///   default clip is 9; a step's clips share a length), ~0.39 s/step with a worker per
+    ///   core (0.43 before rope, AdamW and the EMA ran as one op each), ~98 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
     ///   video loss was still falling at their end); the timing of every clip's motion at
     ///   the middle of the world's ranges (`physics_spread` 0: one trajectory per motion,
     ///   size and camera); the text probe trains beside it; the export is the EMA of its weights;
