@@ -29,6 +29,18 @@ fn cpu_f32<'a>(
     Ok(&v[start..end])
 }
 
+/// The bit patterns of an f32 tensor's values (the unit tests' check that two ways of
+/// computing give the same bits).
+#[cfg(test)]
+pub(crate) fn f32_bits(t: &candle_core::Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("an f32 tensor")
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
 /// The largest absolute difference between two tensors of one shape (the unit tests' check).
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

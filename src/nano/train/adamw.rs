@@ -113,6 +113,7 @@ impl AdamW {
             let Some(g) = g else {
                 continue;
             };
+            let lr = lr(name);
             let k = Update {
                 scale: scales[group],
                 beta1: p.beta1,
@@ -120,8 +121,8 @@ impl AdamW {
                 inv_bc1: 1.0 / bc1,
                 inv_bc2: 1.0 / bc2,
                 eps: p.eps,
-                decay: 1.0 - lr(name) * p.weight_decay,
-                lr: lr(name),
+                decay: 1.0 - lr * p.weight_decay,
+                lr,
             };
             let (next, m_next, v_next) = match fused(var.as_tensor(), &g, m, v, &k)? {
                 Some(out) => out,
@@ -285,6 +286,7 @@ fn fused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::{f32_bits, max_abs_diff};
     use candle::Device;
 
     /// `b` after three steps where `a`'s gradient (if `a` is trained) swings by 500x.
@@ -348,20 +350,13 @@ mod tests {
             (theta, m, v) = f;
             (theta_c, m_c, v_c) = c;
             for (a, b) in [(&theta, &theta_c), (&m, &m_c), (&v, &v_c)] {
-                let bits = |x: &Tensor| -> Result<Vec<u32>> {
-                    Ok(x.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect())
-                };
-                assert_eq!(bits(a)?, bits(b)?, "step {t}");
+                assert_eq!(f32_bits(a), f32_bits(b), "step {t}");
             }
         }
         // The weights moved: the comparison was not between two copies of the start.
         let start = Tensor::from_vec(seq(1), n, &dev)?;
-        assert!(ops_max_abs_diff(&theta, &start)? > 1e-4);
+        assert!(max_abs_diff(&theta, &start) > 1e-4);
         Ok(())
-    }
-
-    fn ops_max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
     }
 
     #[test]

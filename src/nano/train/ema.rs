@@ -103,6 +103,7 @@ fn fused(avg: &Tensor, live: &Tensor, d: f64) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::f32_bits;
     use candle::Device;
 
     /// The fused average gives the composite's bits, over decays of the ramp and the
@@ -122,10 +123,7 @@ mod tests {
             let live = Tensor::from_vec(vals(k), n, &dev)?;
             a = fused(&a, &live, d)?.expect("f32 CPU contiguous");
             c = composite(&c, &live, d)?;
-            let bits = |x: &Tensor| -> Result<Vec<u32>> {
-                Ok(x.to_vec1::<f32>()?.iter().map(|x| x.to_bits()).collect())
-            };
-            assert_eq!(bits(&a)?, bits(&c)?, "decay {d}");
+            assert_eq!(f32_bits(&a), f32_bits(&c), "decay {d}");
         }
         Ok(())
     }

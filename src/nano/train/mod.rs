@@ -147,8 +147,8 @@ struct Run<'a> {
     tokenizer: NanoTokenizer,
     /// DiT clips.
     sampler: ClipSampler,
-    /// DiT clips of the restart phase, where its lengths differ from the first phase's.
-    restart_sampler: Option<ClipSampler>,
+    /// DiT clips of the restart phase (its own lengths, if it sets them).
+    restart_sampler: ClipSampler,
     /// Codec clips (shorter).
     codec_sampler: ClipSampler,
     state: State,
@@ -225,10 +225,8 @@ impl Run<'_> {
         let step = self.data_step(step);
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
-            Stage::Dit => match &self.restart_sampler {
-                Some(s) if restart => (2u64, s),
-                _ => (2u64, &self.sampler),
-            },
+            Stage::Dit if restart => (2u64, &self.restart_sampler),
+            Stage::Dit => (2u64, &self.sampler),
             // The cue learns the contacts the DiT draws, over the DiT's longer clips.
             Stage::AudioDecoder if self.cfg.audio_decoder_video_cue => (8u64, &self.sampler),
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
@@ -403,12 +401,9 @@ pub fn run(
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
-    let restart_sampler =
-        (cfg.dit_latent_frames_at(cfg.dit_steps) != cfg.latent_frames).then(|| {
-            sampler
-                .clone()
-                .with_latent_frames(cfg.dit_latent_frames_at(cfg.dit_steps))
-        });
+    let restart_sampler = sampler
+        .clone()
+        .with_latent_frames(cfg.dit_latent_frames_at(cfg.dit_steps));
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
     let mut run = Run {
         cfg: &cfg,
