@@ -271,6 +271,15 @@ pub enum TrainCommand {
         /// and 2 s): true or false.
         #[arg(long)]
         dit_clock: Option<bool>,
+        /// The clock's periods in seconds, as P1,P2,... (default 0.5,1,2). Periods longer than
+        /// the DiT's training clips need --dit-window-s to be trained on every value.
+        #[arg(long, value_delimiter = ',')]
+        dit_clock_periods: Option<Vec<f32>>,
+        /// Cut the DiT's training clips from world clips of up to this many seconds (default
+        /// 0: whole clips): their tokens read the time of where they were cut, so short
+        /// clips teach every time of a long one.
+        #[arg(long)]
+        dit_window_s: Option<f32>,
         /// Pixel frames per video latent frame (the video codec's temporal stride): 4 (the
         /// recipe, MagiHuman's), 2 or 1. A new run only: the codecs are built for it.
         #[arg(long)]
@@ -729,6 +738,8 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_latent_frames,
                     dit_qk_norm_gain,
                     dit_clock,
+                    dit_clock_periods,
+                    dit_window_s,
                     video_temporal_stride,
                     video_latent_channels,
                     dit_local_field,
@@ -789,6 +800,8 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.dit_restart_sigma_shift = dit_restart_sigma_shift.or(cfg.dit_restart_sigma_shift);
             cfg.dit_qk_norm_gain = dit_qk_norm_gain.unwrap_or(cfg.dit_qk_norm_gain);
             cfg.dit_clock = dit_clock.unwrap_or(cfg.dit_clock);
+            cfg.dit_clock_periods_s = dit_clock_periods.unwrap_or(cfg.dit_clock_periods_s);
+            cfg.dit_window_s = dit_window_s.unwrap_or(cfg.dit_window_s);
             cfg.video_temporal_stride = video_temporal_stride.unwrap_or(cfg.video_temporal_stride);
             cfg.video_latent_channels = video_latent_channels.unwrap_or(cfg.video_latent_channels);
             cfg.dit_local_field = dit_local_field.or(cfg.dit_local_field);

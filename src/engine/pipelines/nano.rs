@@ -640,4 +640,39 @@ mod tests {
         let (want, _) = model.velocity_at(&xv, &xa, &txt, 3, 0.4, 1.0).unwrap();
         assert_eq!(values(&v), values(&want));
     }
+    /// Training's cut clips (`train nano --dit-window-s`): a whole clip's span is the
+    /// sampler's input exactly, and a cut from later in a clip is told apart.
+    #[test]
+    fn a_whole_span_is_what_the_sampler_feeds_and_a_later_cut_reads_otherwise() {
+        use crate::engine::models::nano::conditioning::Span;
+        let cfg = NanoConfig::tiny_for_tests(16).with_clock(&[0.5, 1.0, 2.0, 4.0, 8.0, 16.0]);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Nano::new(&cfg, vb).unwrap();
+        for var in varmap.all_vars() {
+            let t = var.as_tensor();
+            var.set(&(t.randn_like(0.0, 0.2).unwrap())).unwrap();
+        }
+        let dev = Device::Cpu;
+        let (zv, za) = (cfg.video.latent_channels, cfg.audio.latent_channels);
+        // 3 latent frames: 9 pixel frames, one audio latent each.
+        let xv = Tensor::randn(0f32, 1.0, (1, zv, 3, 2, 3), &dev).unwrap();
+        let xa = Tensor::randn(0f32, 1.0, (1, 9, za), &dev).unwrap();
+        let txt = Tensor::randn(0f32, 1.0, (1, 3, cfg.text.hidden), &dev).unwrap();
+        let (v, a) = model.velocity_at(&xv, &xa, &txt, 3, 0.5, 0.5).unwrap();
+        let whole = Some(Span::whole(3));
+        let (wv, wa) = model
+            .velocity_in(&xv, &xa, &txt, 3, [0.5, 0.5], whole)
+            .unwrap();
+        assert_eq!((values(&v), values(&a)), (values(&wv), values(&wa)));
+        let later = Some(Span {
+            start: 4,
+            total: 21,
+        });
+        let (lv, la) = model
+            .velocity_in(&xv, &xa, &txt, 3, [0.5, 0.5], later)
+            .unwrap();
+        assert_ne!(values(&v), values(&lv));
+        assert_ne!(values(&a), values(&la));
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use candle_core as candle;
 
+use crate::engine::models::nano::conditioning::Span;
 use crate::engine::models::nano::{FrameLayout, NanoConfig, NanoTokenizer, VideoCodecConfig};
 use crate::nano::world::{
     caption, ground_truth, render_audio, render_audio_with_contacts, render_video, sample_heldout,
@@ -35,6 +36,9 @@ pub struct Clip {
     pub shape_cells: Vec<f32>,
     /// What the clip shows.
     pub scene: Scene,
+    /// Where the clip was cut from the world's clip of `span.total` latent frames (the whole
+    /// clip unless the sampler cuts windows, [`ClipSampler::with_window`]).
+    pub span: Span,
 }
 
 /// Per frame of a clip `n` frames long at `fps`: 1 where one of the contacts at `times_s`
@@ -54,7 +58,8 @@ fn impact_frames(scene: &Scene, times_s: &[f32], n: usize, fps: u32) -> Vec<f32>
 impl Clip {
     /// The clip with its sound as the world would make it for a picture whose contacts come
     /// at `contacts_s` ([`render_audio_with_contacts`]), and its hit frames with them; the
-    /// picture, caption and masks are the clip's own.
+    /// picture, caption and masks are the clip's own. For whole clips (the decoder stages'
+    /// samplers cut no windows).
     pub fn with_contacts(&self, contacts_s: &[f32], fps: u32, sample_rate: u32) -> Clip {
         let duration = self.n_frames as f32 / fps as f32;
         let mut audio = render_audio_with_contacts(&self.scene, sample_rate, duration, contacts_s);
@@ -159,6 +164,8 @@ pub struct ClipSampler {
     length_group: u64,
     placement_spread: f32,
     physics_spread: f32,
+    /// Cut each clip from a world clip of up to this many latent frames (0: whole clips).
+    window: usize,
 }
 
 impl ClipSampler {
@@ -172,7 +179,34 @@ impl ClipSampler {
             length_group: 1,
             placement_spread: 1.0,
             physics_spread: 1.0,
+            window: 0,
         }
+    }
+
+    /// Cuts each clip from a longer one: the world renders a clip of `t..=max_latent_frames`
+    /// latent frames (uniform; `t` the clip's drawn length) and the clip is `t` latent frames
+    /// of it, from its start half the time and from anywhere the other half ([`Clip::span`]).
+    /// The starts keep the first second (release, first contact) as trained as before; the
+    /// rest teach every later time of a long clip at a short clip's cost. 0 cuts nothing.
+    pub fn with_window(mut self, max_latent_frames: usize) -> Self {
+        self.window = max_latent_frames;
+        self
+    }
+
+    /// Where a clip of `t` latent frames is cut, from the clip's `key`.
+    fn span(&self, key: u64, t: usize) -> Span {
+        if self.window <= t {
+            return Span::whole(t);
+        }
+        let r = mix64(key ^ 0x5A4E_0003);
+        let total = t + (r % (self.window - t + 1) as u64) as usize;
+        let from_start = (r >> 32) & 1 == 0;
+        let start = if from_start {
+            0
+        } else {
+            ((r >> 33) % (total - t + 1) as u64) as usize
+        };
+        Span { start, total }
     }
 
     /// Squeezes where the objects start toward the middle of their allowed range: 1 keeps
@@ -232,29 +266,51 @@ impl ClipSampler {
             mix64(key ^ 1)
         };
         let t = lo + (length_key % (hi - lo + 1) as u64) as usize;
-        let n = self.layout.pixel_frames(t);
-        let duration = n as f32 / self.fps as f32;
-        let frames = render_video(&scene, w as usize, h as usize, self.fps as f32, duration);
-        let frames_rgb: Vec<u8> = frames.into_iter().flat_map(|f| f.rgb).collect();
+        let span = self.span(key, t);
+        // The world's clip, then frames `first..first + n` of it: a window starts on the last
+        // pixel frame of a latent frame, so its latent frames are the world clip's.
+        let (n, n_world) = (
+            self.layout.pixel_frames(t),
+            self.layout.pixel_frames(span.total),
+        );
+        let first = span.start * self.layout.stride;
+        let frames = first..first + n;
+        let (wu, hu) = (w as usize, h as usize);
+        let duration = n_world as f32 / self.fps as f32;
+        let rendered = render_video(&scene, wu, hu, self.fps as f32, duration);
+        let frames_rgb: Vec<u8> = rendered
+            .into_iter()
+            .skip(first)
+            .take(n)
+            .flat_map(|f| f.rgb)
+            .collect();
         let hop = (self.sample_rate / self.fps) as usize;
         let mut audio = render_audio(&scene, self.sample_rate, duration);
-        audio.resize(n * hop, 0.0);
-        let truth = ground_truth(&scene, w as usize, h as usize, self.fps as f32, duration);
+        audio.resize(n_world * hop, 0.0);
+        let audio = audio[first * hop..(first + n) * hop].to_vec();
+        let truth = ground_truth(&scene, wu, hu, self.fps as f32, duration);
         let times: Vec<f32> = truth.impacts.iter().map(|i| i.time_s).collect();
-        let impact_frames = impact_frames(&scene, &times, n, self.fps);
-        let coverage = shape_coverage(&scene, w as usize, h as usize, self.fps as f32, duration);
+        let impact_frames =
+            impact_frames(&scene, &times, n_world, self.fps)[frames.clone()].to_vec();
+        let plane = wu * hu;
+        let mask = object_mask(&truth, n_world, wu, hu);
+        let object_mask = mask[first * plane..(first + n) * plane].to_vec();
+        let coverage = shape_coverage(&scene, wu, hu, self.fps as f32, duration);
+        let per_frame = Shape::ALL.len() * plane;
+        let coverage = &coverage[first * per_frame..(first + n) * per_frame];
         Clip {
-            object_mask: object_mask(&truth, n, w as usize, h as usize),
-            shape_cells: latent_shape_cells(&coverage, n, (w as usize, h as usize), self.layout),
+            object_mask,
+            shape_cells: latent_shape_cells(coverage, n, (wu, hu), self.layout),
             impact_frames,
-            width: w as usize,
-            height: h as usize,
-            n_frames: frames_rgb.len() / (3 * w as usize * h as usize).max(1),
+            width: wu,
+            height: hu,
+            n_frames: frames_rgb.len() / (3 * plane).max(1),
             layout: self.layout,
             frames_rgb,
             audio,
             caption: caption(&scene, mix64(key ^ 2)),
             scene,
+            span,
         }
     }
 }
@@ -369,6 +425,61 @@ mod tests {
         let (a, b) = (sampler.clip(3, 2, 5), long.clip(3, 2, 5));
         assert_eq!(b.n_frames, cfg.video.frames().pixel_frames(9));
         assert_eq!(a.caption, b.caption);
+    }
+
+    #[test]
+    fn a_window_is_the_world_clips_frames_sound_and_hits_where_it_was_cut() {
+        use crate::nano::world::Motion;
+        let cfg = NanoConfig::tiny_for_tests(10);
+        let (w, h) = (48u32, 32u32);
+        let cut = ClipSampler::new(&cfg, vec![(w, h)], (2, 3)).with_window(21);
+        let layout = cfg.video.frames();
+        let hop = (cfg.sample_rate / cfg.native_fps) as usize;
+        let (mut from_start, mut later, mut bounces_later) = (0, 0, 0);
+        for i in 0..40 {
+            let clip = cut.clip(5, 2, i);
+            let Span { start, total } = clip.span;
+            let t = layout.latent_frames(clip.n_frames);
+            assert!((2..=3).contains(&t) && (t..=21).contains(&total) && start + t <= total);
+            if start == 0 {
+                from_start += 1;
+                continue;
+            }
+            later += 1;
+            // The same scene rendered whole at the world clip's length.
+            let whole = ClipSampler::new(&cfg, vec![(w, h)], (total, total)).clip(5, 2, i);
+            assert_eq!(
+                (whole.span, whole.caption.as_str()),
+                (Span::whole(total), clip.caption.as_str())
+            );
+            let (first, n, plane) = (start * layout.stride, clip.n_frames, (w * h) as usize);
+            assert_eq!(
+                clip.frames_rgb,
+                whole.frames_rgb[3 * first * plane..3 * (first + n) * plane]
+            );
+            assert_eq!(clip.audio, whole.audio[first * hop..(first + n) * hop]);
+            assert_eq!(clip.impact_frames, whole.impact_frames[first..first + n]);
+            assert_eq!(
+                clip.object_mask,
+                whole.object_mask[first * plane..(first + n) * plane]
+            );
+            if clip.scene.motion == Motion::Bounce && clip.impact_frames.iter().any(|&f| f > 0.0) {
+                bounces_later += 1;
+            }
+        }
+        assert!(
+            from_start >= 10 && later >= 10,
+            "{from_start} from the start, {later} later"
+        );
+        assert!(bounces_later >= 1, "a later window hears a bounce");
+        // Without a window, or one no longer than the clip, clips are whole.
+        let whole = ClipSampler::new(&cfg, vec![(w, h)], (2, 3));
+        assert_eq!(whole.clip(5, 2, 3).span.start, 0);
+        let short = whole.clone().with_window(3);
+        assert_eq!(
+            short.clip(5, 2, 3).frames_rgb,
+            whole.clip(5, 2, 3).frames_rgb
+        );
     }
 
     /// The mean x of the objects on a clip's first frame, in pixels.

@@ -145,8 +145,10 @@ struct Run<'a> {
     varmap: VarMap,
     model: Nano,
     tokenizer: NanoTokenizer,
-    /// DiT clips.
+    /// Whole clips of the DiT's lengths (the decoder stages that learn from the DiT's clips).
     sampler: ClipSampler,
+    /// DiT clips (cut from longer ones with `dit_window_s`).
+    dit_sampler: ClipSampler,
     /// DiT clips of the restart phase (its own lengths, if it sets them).
     restart_sampler: ClipSampler,
     /// Codec clips (shorter).
@@ -226,7 +228,7 @@ impl Run<'_> {
         let (tag, sampler) = match stage {
             Stage::Codec => (1u64, &self.codec_sampler),
             Stage::Dit if restart => (2u64, &self.restart_sampler),
-            Stage::Dit => (2u64, &self.sampler),
+            Stage::Dit => (2u64, &self.dit_sampler),
             // The cue learns the contacts the DiT draws, over the DiT's longer clips.
             Stage::AudioDecoder if self.cfg.audio_decoder_video_cue => (8u64, &self.sampler),
             Stage::AudioDecoder => (4u64, &self.codec_sampler),
@@ -362,7 +364,7 @@ pub fn run(
     }
     model_cfg.audio.video_cue = cfg.audio_decoder_video_cue;
     if cfg.dit_clock {
-        model_cfg = model_cfg.with_clock();
+        model_cfg = model_cfg.with_clock(&cfg.dit_clock_periods_s);
     }
     if let Some(field) = cfg.dit_local_field {
         model_cfg = model_cfg.with_local_attention(field);
@@ -401,7 +403,9 @@ pub fn run(
         .with_length_group(cfg.batch)
         .with_placement_spread(cfg.placement_spread)
         .with_physics_spread(cfg.physics_spread);
-    let restart_sampler = sampler
+    let window = cfg.dit_window_latent_frames(model_cfg.video.frames(), model_cfg.native_fps);
+    let dit_sampler = sampler.clone().with_window(window);
+    let restart_sampler = dit_sampler
         .clone()
         .with_latent_frames(cfg.dit_latent_frames_at(cfg.dit_steps));
     let codec_sampler = ClipSampler::new(&model_cfg, cfg.sizes.clone(), cfg.codec_latent_frames);
@@ -412,6 +416,7 @@ pub fn run(
         model,
         tokenizer,
         sampler,
+        dit_sampler,
         restart_sampler,
         codec_sampler,
         state: State {

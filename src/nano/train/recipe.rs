@@ -230,6 +230,20 @@ pub struct TrainConfig {
     /// hence not in the recipe before a run on clips past 2.5 s is measured.
     #[serde(default)]
     pub dit_clock: bool,
+    /// The clock's periods in seconds ([`NanoConfig::clock_periods_s`]): 0.5, 1 and 2 in the
+    /// recipe and in runs written before this setting. Periods past the DiT's training clips
+    /// take values those clips never read unless they are cut from longer clips
+    /// ([`Self::dit_window_s`]).
+    #[serde(default = "TrainConfig::default_clock_periods")]
+    pub dit_clock_periods_s: Vec<f32>,
+    /// Cut the DiT's training clips from world clips of up to this many seconds (0: whole
+    /// clips, the recipe): half start where the world clip starts, half anywhere in it, and
+    /// their tokens read the time, progress and clock of where they were cut
+    /// ([`ClipSampler::with_window`](super::data::ClipSampler::with_window)). A clip of 2 s
+    /// at 4 s is then what the DiT saw there, where whole clips of up to 2.6 s never showed
+    /// it past 2.6 s.
+    #[serde(default)]
+    pub dit_window_s: f32,
     /// Pixel frames per video latent frame (the video codec's temporal stride): 4, as
     /// MagiHuman's VAE, in the recipe; 2 gives each latent frame 0.25 s at 8 fps instead of
     /// 0.5 s, for twice the video tokens (the DiT's rope aligns that many audio latents with
@@ -342,6 +356,19 @@ impl TrainConfig {
         4
     }
 
+    fn default_clock_periods() -> Vec<f32> {
+        nano::conditioning::CLOCK_PERIODS_S.to_vec()
+    }
+
+    /// The world clips' longest length in latent frames for [`Self::dit_window_s`] (what
+    /// `generate` makes of a clip that long), 0 for whole clips.
+    pub fn dit_window_latent_frames(&self, layout: nano::FrameLayout, fps: u32) -> usize {
+        if self.dit_window_s <= 0.0 {
+            return 0;
+        }
+        layout.latent_frames(((self.dit_window_s * fps as f32).round() as usize).max(1))
+    }
+
     fn default_video_latent_channels() -> usize {
         16
     }
@@ -416,6 +443,8 @@ impl TrainConfig {
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
             dit_clock: false,
+            dit_clock_periods_s: Self::default_clock_periods(),
+            dit_window_s: 0.0,
             video_temporal_stride: 4,
             video_latent_channels: 16,
             dit_local_field: None,
@@ -539,6 +568,14 @@ impl TrainConfig {
             return bad("latent_frames must be a range 1 <= lo <= hi");
         }
         let positive = |s: f64| s.is_finite() && s > 0.0;
+        if self.dit_clock_periods_s.is_empty()
+            || !self.dit_clock_periods_s.iter().all(|&p| positive(p as f64))
+        {
+            return bad("dit_clock_periods_s must be one or more positive periods in seconds");
+        }
+        if !(self.dit_window_s.is_finite() && (0.0..=60.0).contains(&self.dit_window_s)) {
+            return bad("dit_window_s must be 0 (whole clips) or the world clip's longest length in seconds, at most 60");
+        }
         if !positive(self.sigma_shift) {
             return bad("sigma_shift must be a positive number (1 = no shift)");
         }
@@ -889,6 +926,42 @@ pub(super) fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_periods_and_the_window_are_validated_and_the_window_counts_as_generate_does() {
+        let base = TrainConfig::smoke(PathBuf::from("run"));
+        let layout = nano::NanoConfig::nano(10).video.frames();
+        assert_eq!(base.dit_window_latent_frames(layout, 8), 0, "whole clips");
+        let windowed = TrainConfig {
+            dit_window_s: 10.0,
+            dit_clock_periods_s: vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+            ..base.clone()
+        };
+        windowed.validate().unwrap();
+        // 10 s at 8 fps: 80 frames, 21 latent frames (81 pixel frames), as generate makes it.
+        assert_eq!(windowed.dit_window_latent_frames(layout, 8), 21);
+        for bad in [
+            TrainConfig {
+                dit_window_s: -1.0,
+                ..base.clone()
+            },
+            TrainConfig {
+                dit_window_s: f32::NAN,
+                ..base.clone()
+            },
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains("dit_window_s"), "{err}");
+        }
+        for periods in [vec![], vec![1.0, -2.0]] {
+            let bad = TrainConfig {
+                dit_clock_periods_s: periods,
+                ..base.clone()
+            };
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains("dit_clock_periods_s"), "{err}");
+        }
+    }
 
     #[test]
     fn a_checkpoint_with_a_retired_setting_on_is_refused_and_one_with_it_off_resumes() {

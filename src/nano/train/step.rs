@@ -327,6 +327,7 @@ impl Run<'_> {
         let mut impacts = clip.impact_frames.clone();
         impacts.resize(n_audio, 0.0);
         let sync_weight = self.cfg.sync_probe_weight_at(step);
+        let sigmas = [sigma as f32, sigma_audio as f32];
         let (pv, pa, sync) = match &self.sync_probe {
             Some(p) if sync_weight > 0.0 => {
                 let layer = SyncProbe::layer(self.model_cfg.dit.num_layers);
@@ -335,16 +336,15 @@ impl Run<'_> {
                     &xa,
                     &txt,
                     ids.len(),
-                    sigma as f32,
-                    sigma_audio as f32,
+                    sigmas,
+                    Some(clip.span),
                     layer,
                 )?;
                 let loss = (p.loss(&hidden, &impacts)? * sync_weight as f64)?;
                 (pv, pa, Some(loss))
             }
             _ => {
-                let (pv, pa) =
-                    m.velocity_at(&xv, &xa, &txt, ids.len(), sigma as f32, sigma_audio as f32)?;
+                let (pv, pa) = m.velocity_in(&xv, &xa, &txt, ids.len(), sigmas, Some(clip.span))?;
                 (pv, pa, None)
             }
         };

@@ -29,7 +29,14 @@
 //! values trained on; time modulo 2 s plus the saturating time still tell the first seconds'
 //! frames apart. (Periods up to 16 s, which tell a 10 s clip's frames apart without the
 //! time channel, were measured and dropped: at 4 s clips their slow channels took values no
-//! training clip had and motion adherence fell from 92% at 2 s to 52-65%.)
+//! training clip had and motion adherence fell from 92% at 2 s to 52-65%.) A config may
+//! name other periods (`clock_periods_s`): periods up to 16 s never repeat within a 10 s
+//! clip, and every value such a clip reads is trained on when the DiT's short training
+//! clips are cut from anywhere in clips up to 10 s long ([`Span`]).
+//!
+//! A [`Span`] says where a training clip was cut from: its tokens read the time, progress and
+//! clock of their place in the whole clip, so a 2 s cut from the middle of a 10 s clip teaches
+//! the DiT what the middle of a 10 s clip looks and sounds like at a 2 s clip's cost.
 //!
 //! With `pooled_text` every token also gets the mean of the caption's text features. The DiT
 //! still attends to the text tokens; the pooled copy only spares a small model from learning
@@ -53,8 +60,24 @@ pub const PROGRESS_CHANNELS: usize = 1;
 /// 2 s window apart; the shortest turns a quarter of its period per audio frame. All are
 /// shorter than the training clips, so every value a clip of any length reads was trained.
 pub const CLOCK_PERIODS_S: [f32; 3] = [0.5, 1.0, 2.0];
-/// Channels on every token with `clock`: a sine and a cosine per period.
+/// Channels on every token with the default clock: a sine and a cosine per period.
 pub const CLOCK_CHANNELS: usize = 2 * CLOCK_PERIODS_S.len();
+
+/// Where a clip's frames sit in the clip they were cut from: frames `start..start + n` of
+/// `total`. Video spans count latent frames, audio spans pixel frames (one audio latent
+/// each). A whole clip is `start 0, total n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub total: usize,
+}
+
+impl Span {
+    /// A whole clip of `n` frames.
+    pub fn whole(n: usize) -> Self {
+        Self { start: 0, total: n }
+    }
+}
 
 fn clip_time(seconds: f32) -> f32 {
     1.0 - (-seconds).exp()
@@ -76,13 +99,14 @@ fn centres(n: usize) -> impl Iterator<Item = f32> {
 
 /// `[1, C, T, H, W]` for a video latent of `T x H x W` cells whose latent frames span
 /// `latent_frame_s` seconds each (latent frame `t` ends on pixel frame `st`, s the codec's
-/// temporal stride) and noise level `sigma`: `C` is
+/// temporal stride), cut at `span` (latent frames), and noise level `sigma`: `C` is
 /// `VIDEO_CHANNELS`, plus `PROGRESS_CHANNELS` with `progress`.
 pub fn video(
     (t, h, w): (usize, usize, usize),
     latent_frame_s: f32,
     sigma: f32,
     progress: bool,
+    span: Span,
     device: &Device,
 ) -> Result<Tensor> {
     let n = t * h * w;
@@ -90,9 +114,9 @@ pub fn video(
     let mut out = vec![0f32; channels * n];
     let frame_s = latent_frame_s;
     let mut i = 0;
-    for ti in 0..t {
+    for ti in span.start..span.start + t {
         let time = clip_time(ti as f32 * frame_s);
-        let through = progress_of(ti, t);
+        let through = progress_of(ti, span.total);
         for y in centres(h) {
             for x in centres(w) {
                 let feats = [
@@ -118,61 +142,72 @@ pub fn video(
     Tensor::from_vec(out, (1, channels, t, h, w), device)
 }
 
-/// `[1, Na, C]`: audio latent `i` sounds with pixel frame `i`. `C` is `AUDIO_CHANNELS`
-/// (`[time, σ]`), plus `PROGRESS_CHANNELS` with `progress`.
+/// `[1, Na, C]`: audio latent `i` sounds with pixel frame `i` (of the clip cut at `span`,
+/// pixel frames). `C` is `AUDIO_CHANNELS` (`[time, σ]`), plus `PROGRESS_CHANNELS` with
+/// `progress`.
 pub fn audio(
     na: usize,
     native_fps: u32,
     sigma: f32,
     progress: bool,
+    span: Span,
     device: &Device,
 ) -> Result<Tensor> {
     let fps = native_fps.max(1) as f32;
     let channels = AUDIO_CHANNELS + if progress { PROGRESS_CHANNELS } else { 0 };
     let mut out = Vec::with_capacity(na * channels);
-    for i in 0..na {
+    for i in span.start..span.start + na {
         out.extend([clip_time(i as f32 / fps), sigma]);
         if progress {
-            out.push(progress_of(i, na));
+            out.push(progress_of(i, span.total));
         }
     }
     Tensor::from_vec(out, (1, na, channels), device)
 }
 
-/// `[sin, cos]` of `2π seconds / P` for each period `P` of [`CLOCK_PERIODS_S`].
-fn clock(seconds: f32) -> [f32; CLOCK_CHANNELS] {
-    let mut out = [0f32; CLOCK_CHANNELS];
-    for (k, p) in CLOCK_PERIODS_S.iter().enumerate() {
+/// `[sin, cos]` of `2π seconds / P` for each period `P` of `periods`.
+fn clock(seconds: f32, periods: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    periods.iter().flat_map(move |p| {
         let phase = 2.0 * PI * seconds / p;
-        out[2 * k] = phase.sin();
-        out[2 * k + 1] = phase.cos();
-    }
-    out
+        [phase.sin(), phase.cos()]
+    })
 }
 
-/// `[1, CLOCK_CHANNELS, T, H, W]`: the clock of each latent frame's time (the time channel's,
-/// the end of its group of pixel frames), the same on every cell; latent frames span
-/// `latent_frame_s` seconds.
+/// `[1, 2P, T, H, W]` for `P` clock `periods`: the clock of each latent frame's time (the
+/// time channel's, the end of its group of pixel frames), the same on every cell; latent
+/// frames span `latent_frame_s` seconds and the first is latent frame `start` of its clip.
 pub fn clock_video(
     (t, h, w): (usize, usize, usize),
     latent_frame_s: f32,
+    periods: &[f32],
+    start: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let per_frame: Vec<f32> = (0..t)
-        .flat_map(|ti| clock(ti as f32 * latent_frame_s))
+    let c = 2 * periods.len();
+    let per_frame: Vec<f32> = (start..start + t)
+        .flat_map(|ti| clock(ti as f32 * latent_frame_s, periods))
         .collect();
-    Tensor::from_vec(per_frame, (t, CLOCK_CHANNELS), device)?
+    Tensor::from_vec(per_frame, (t, c), device)?
         .t()?
-        .reshape((1, CLOCK_CHANNELS, t, 1, 1))?
-        .broadcast_as((1, CLOCK_CHANNELS, t, h, w))?
+        .reshape((1, c, t, 1, 1))?
+        .broadcast_as((1, c, t, h, w))?
         .contiguous()
 }
 
-/// `[1, Na, CLOCK_CHANNELS]`: the clock of each audio latent's pixel frame.
-pub fn clock_audio(na: usize, native_fps: u32, device: &Device) -> Result<Tensor> {
+/// `[1, Na, 2P]`: the clock of each audio latent's pixel frame, the first being pixel frame
+/// `start` of its clip.
+pub fn clock_audio(
+    na: usize,
+    native_fps: u32,
+    periods: &[f32],
+    start: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let fps = native_fps.max(1) as f32;
-    let v: Vec<f32> = (0..na).flat_map(|i| clock(i as f32 / fps)).collect();
-    Tensor::from_vec(v, (1, na, CLOCK_CHANNELS), device)
+    let v: Vec<f32> = (start..start + na)
+        .flat_map(|i| clock(i as f32 / fps, periods))
+        .collect();
+    Tensor::from_vec(v, (1, na, 2 * periods.len()), device)
 }
 
 /// `[1, C]`: the mean of the first `txt_len` text features of `txt` `[1, L, C]`.
@@ -215,7 +250,7 @@ mod tests {
 
     #[test]
     fn video_channels_mark_edges_time_and_sigma() {
-        let c = video((3, 2, 4), 0.5, 0.25, false, &Device::Cpu).unwrap();
+        let c = video((3, 2, 4), 0.5, 0.25, false, Span::whole(3), &Device::Cpu).unwrap();
         assert_eq!(c.dims(), &[1, VIDEO_CHANNELS, 3, 2, 4]);
         let c = c.squeeze(0).unwrap();
         let v: Vec<Vec<Vec<Vec<f32>>>> = (0..VIDEO_CHANNELS)
@@ -235,7 +270,7 @@ mod tests {
 
     #[test]
     fn audio_channels_follow_pixel_frames() {
-        let a = audio(5, 8, 0.5, false, &Device::Cpu).unwrap();
+        let a = audio(5, 8, 0.5, false, Span::whole(5), &Device::Cpu).unwrap();
         assert_eq!(a.dims(), &[1, 5, AUDIO_CHANNELS]);
         let v = a.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(v[0], [0.0, 0.5]);
@@ -245,7 +280,7 @@ mod tests {
     #[test]
     fn progress_runs_from_the_first_frame_to_the_last_in_video_and_audio() {
         let dev = &Device::Cpu;
-        let c = video((5, 2, 3), 0.5, 0.5, true, dev).unwrap();
+        let c = video((5, 2, 3), 0.5, 0.5, true, Span::whole(5), dev).unwrap();
         assert_eq!(c.dims(), &[1, VIDEO_CHANNELS + PROGRESS_CHANNELS, 5, 2, 3]);
         let p = c.squeeze(0).unwrap().get(VIDEO_CHANNELS).unwrap();
         let p = p.to_vec3::<f32>().unwrap();
@@ -253,7 +288,7 @@ mod tests {
         assert_eq!(per_frame, [0.0, 0.25, 0.5, 0.75, 1.0]);
         assert!(p.iter().all(|f| f.iter().flatten().all(|&v| v == f[0][0])));
         // The channels before it are the ones without progress.
-        let without = video((5, 2, 3), 0.5, 0.5, false, dev).unwrap();
+        let without = video((5, 2, 3), 0.5, 0.5, false, Span::whole(5), dev).unwrap();
         let head = c.narrow(1, 0, VIDEO_CHANNELS).unwrap();
         assert_eq!(
             (head - without)
@@ -268,14 +303,17 @@ mod tests {
         );
         // Audio: 17 latents for the same 5 latent frames (4(5-1)+1 pixel frames); latent 4i
         // sounds with the end of latent frame i, so their progress agrees.
-        let a = audio(17, 8, 0.5, true, dev).unwrap().squeeze(0).unwrap();
+        let a = audio(17, 8, 0.5, true, Span::whole(17), dev)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let a = a.to_vec2::<f32>().unwrap();
         assert_eq!(a[0].len(), AUDIO_CHANNELS + PROGRESS_CHANNELS);
         for (ti, want) in per_frame.iter().enumerate() {
             assert_eq!(a[4 * ti][AUDIO_CHANNELS], *want);
         }
         // A single frame is the clip's start.
-        let one = video((1, 1, 1), 0.5, 0.5, true, dev).unwrap();
+        let one = video((1, 1, 1), 0.5, 0.5, true, Span::whole(1), dev).unwrap();
         let one = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(one[VIDEO_CHANNELS], 0.0);
     }
@@ -306,7 +344,7 @@ mod tests {
             .unwrap();
         let x = append(
             &z,
-            &video((3, 2, 2), 0.5, 1.0, false, &Device::Cpu).unwrap(),
+            &video((3, 2, 2), 0.5, 1.0, false, Span::whole(3), &Device::Cpu).unwrap(),
             1,
         )
         .unwrap();
@@ -318,12 +356,93 @@ mod tests {
         );
     }
 
+    /// Channel `c` of every latent frame (cell 0, 0) of a `[1, C, T, H, W]` tensor.
+    fn per_frame(x: &Tensor, c: usize) -> Vec<f32> {
+        let x = x
+            .squeeze(0)
+            .unwrap()
+            .get(c)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
+        x.iter().map(|f| f[0][0]).collect()
+    }
+
+    #[test]
+    fn a_cut_reads_the_channels_of_its_place_in_the_whole_clip() {
+        let dev = &Device::Cpu;
+        let periods = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+        // Latent frames 7..11 of a 21-frame clip (10 s at 8 fps, stride 4), and its audio:
+        // pixel frames 28..45 of 81.
+        let (start, t, total) = (7, 5, 21);
+        let cut = Span { start, total };
+        let whole_v = video((total, 2, 3), 0.5, 0.3, true, Span::whole(total), dev).unwrap();
+        let cut_v = video((t, 2, 3), 0.5, 0.3, true, cut, dev).unwrap();
+        for c in 0..VIDEO_CHANNELS + PROGRESS_CHANNELS {
+            assert_eq!(
+                per_frame(&cut_v, c),
+                per_frame(&whole_v, c)[start..start + t]
+            );
+        }
+        let whole_a = audio(81, 8, 0.3, true, Span::whole(81), dev).unwrap();
+        let cut_a = audio(
+            17,
+            8,
+            0.3,
+            true,
+            Span {
+                start: 28,
+                total: 81,
+            },
+            dev,
+        )
+        .unwrap();
+        let whole_a = whole_a.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(
+            cut_a.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+            whole_a[28..45]
+        );
+        let whole_c = clock_video((total, 1, 1), 0.5, &periods, 0, dev).unwrap();
+        let cut_c = clock_video((t, 1, 1), 0.5, &periods, start, dev).unwrap();
+        for c in 0..12 {
+            assert_eq!(
+                per_frame(&cut_c, c),
+                per_frame(&whole_c, c)[start..start + t]
+            );
+        }
+        let whole_ca = clock_audio(81, 8, &periods, 0, dev)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let cut_ca = clock_audio(17, 8, &periods, 28, dev)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        assert_eq!(
+            cut_ca.to_vec2::<f32>().unwrap(),
+            whole_ca.to_vec2::<f32>().unwrap()[28..45]
+        );
+        // The cut's first frame is not the clip's start: time and progress say so.
+        assert!(per_frame(&cut_v, 6)[0] > 0.9 && per_frame(&cut_v, 8)[0] == 7.0 / 20.0);
+        // With a 16 s period no two audio frames of 10 s read alike.
+        let a = whole_ca.to_vec2::<f32>().unwrap();
+        for i in 0..81 {
+            for j in 0..i {
+                let d: f32 = a[i].iter().zip(&a[j]).map(|(x, y)| (x - y).abs()).sum();
+                assert!(d > 1e-3, "frames {j} and {i} read alike ({d})");
+            }
+        }
+    }
+
     #[test]
     fn the_clock_tells_every_audio_frame_of_two_seconds_apart_and_repeats_after() {
         let dev = &Device::Cpu;
         // 4 s at 8 fps: within any 2 s (16 audio latents) each latent's clock is its own,
         // and a latent 2 s later reads exactly as one within the first 2 s (trained values).
-        let a = clock_audio(32, 8, dev).unwrap().squeeze(0).unwrap();
+        let a = clock_audio(32, 8, &CLOCK_PERIODS_S, 0, dev)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let a = a.to_vec2::<f32>().unwrap();
         for i in 0..16 {
             for j in 0..i {
@@ -338,7 +457,7 @@ mod tests {
             assert!(d < 1e-4, "frame {} does not repeat frame {i} ({d})", i + 16);
         }
         // Latent frame 3 ends on pixel frame 12: its clock is audio latent 12's.
-        let v = clock_video((5, 2, 3), 0.5, dev).unwrap();
+        let v = clock_video((5, 2, 3), 0.5, &CLOCK_PERIODS_S, 0, dev).unwrap();
         assert_eq!(v.dims(), &[1, CLOCK_CHANNELS, 5, 2, 3]);
         let cell: Vec<f32> = (0..CLOCK_CHANNELS)
             .map(|c| {

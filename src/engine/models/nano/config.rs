@@ -194,9 +194,13 @@ pub struct NanoConfig {
     #[serde(default)]
     pub progress: bool,
     /// Every video and audio token also reads its time as sines and cosines
-    /// ([`super::conditioning::CLOCK_PERIODS_S`]). Off in configs written before it existed.
+    /// ([`super::conditioning`]'s clock). Off in configs written before it existed.
     #[serde(default)]
     pub clock: bool,
+    /// The clock's periods, seconds: 0.5, 1 and 2 ([`super::conditioning::CLOCK_PERIODS_S`])
+    /// in configs written before the periods were a setting.
+    #[serde(default = "NanoConfig::default_clock_periods")]
+    pub clock_periods_s: Vec<f32>,
 }
 
 impl NanoConfig {
@@ -283,7 +287,12 @@ impl NanoConfig {
             pooled_text: true,
             progress: true,
             clock: false,
+            clock_periods_s: Self::default_clock_periods(),
         }
+    }
+
+    fn default_clock_periods() -> Vec<f32> {
+        conditioning::CLOCK_PERIODS_S.to_vec()
     }
 
     /// A very small variant for tests: same code paths, a fraction of the compute.
@@ -323,7 +332,7 @@ impl NanoConfig {
             sources.push(("progress", n, n));
         }
         if self.clock {
-            let n = conditioning::CLOCK_CHANNELS;
+            let n = 2 * self.clock_periods_s.len();
             sources.push(("clock", n, n));
         }
         if self.pooled_text {
@@ -395,9 +404,11 @@ impl NanoConfig {
         self.video.temporal_stride as f32 / self.native_fps.max(1) as f32
     }
 
-    /// This config with the `clock` channels, the DiT's input widths grown to read them.
-    pub fn with_clock(mut self) -> Self {
+    /// This config with the `clock` channels of `periods_s` (seconds), the DiT's input widths
+    /// grown to read them.
+    pub fn with_clock(mut self, periods_s: &[f32]) -> Self {
         self.clock = true;
+        self.clock_periods_s = periods_s.to_vec();
         let (v, a) = self.extra_channels();
         self.dit.video_in_channels = self.video.latent_channels + v;
         self.dit.audio_in_channels = self.audio.latent_channels + a;
@@ -431,6 +442,19 @@ impl NanoConfig {
         if p.patch_size != 1 || p.t_patch_size != 1 {
             candle::bail!("nano: the DiT must run at patch size 1 (the codecs do the striding)")
         }
+        if self.clock
+            && (self.clock_periods_s.is_empty()
+                || !self
+                    .clock_periods_s
+                    .iter()
+                    .all(|p| p.is_finite() && *p > 0.0))
+        {
+            candle::bail!(
+                "nano: clock_periods_s is {:?}; the clock needs one or more periods, each a \
+                 positive number of seconds",
+                self.clock_periods_s
+            )
+        }
         if (self.pooled_text || self.progress || self.clock) && !self.conditioning {
             candle::bail!(
                 "nano: pooled_text, progress and clock need conditioning (they ride on the same \
@@ -445,7 +469,8 @@ impl NanoConfig {
             candle::bail!(
                 "nano: the DiT reads {}/{}/{} video/audio/text channels but this happyhorse feeds \
                  it {}/{}/{} ({}); the weights were trained by a version with other input \
-                 channels (the clock had 12 before 2026-12-04, it has {} now): retrain them with \
+                 channels (before 2026-12-04 the clock had 12; a config without clock_periods_s \
+                 now reads {} clock channels): retrain them with \
                  `happyhorse train nano` or use the happyhorse that trained them",
                 self.dit.video_in_channels,
                 self.dit.audio_in_channels,
@@ -511,6 +536,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clock_periods_set_the_clocks_channels_and_old_clocked_configs_read_the_default() {
+        let long = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+        let cfg = NanoConfig::nano(127).with_clock(&long);
+        cfg.validate().unwrap();
+        let (v, a) = NanoConfig::nano(127).extra_channels();
+        assert_eq!(cfg.extra_channels(), (v + 12, a + 12));
+        let back = NanoConfig::from_json(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back.clock_periods_s, long);
+        back.validate().unwrap();
+        // A clocked config.json from before the setting: the 0.5, 1, 2 s clock.
+        let short = NanoConfig::nano(127).with_clock(&conditioning::CLOCK_PERIODS_S);
+        let mut json = serde_json::to_value(&short).unwrap();
+        json.as_object_mut().unwrap().remove("clock_periods_s");
+        let old = NanoConfig::from_json(&json.to_string()).unwrap();
+        assert_eq!(old.clock_periods_s, conditioning::CLOCK_PERIODS_S);
+        old.validate().unwrap();
+        // No periods, or a period that is not a positive time: refused by name.
+        for bad in [vec![], vec![0.5, 0.0], vec![f32::NAN]] {
+            let mut c = cfg.clone().with_clock(&bad);
+            c.clock_periods_s = bad.clone();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("clock_periods_s"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn the_preset_reads_progress_and_configs_from_before_it_and_the_decoder_layers_still_load() {
         let cfg = NanoConfig::nano(127);
         cfg.validate().unwrap();
@@ -559,7 +610,10 @@ mod tests {
         assert!(!old.clock);
 
         // The clock adds its channels to both inputs, once.
-        let clocked = cfg.clone().with_clock().with_clock();
+        let clocked = cfg
+            .clone()
+            .with_clock(&conditioning::CLOCK_PERIODS_S)
+            .with_clock(&conditioning::CLOCK_PERIODS_S);
         clocked.validate().unwrap();
         let (v, a) = cfg.extra_channels();
         assert_eq!(

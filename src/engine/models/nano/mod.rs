@@ -86,12 +86,28 @@ impl Nano {
         sigma_video: f32,
         sigma_audio: f32,
     ) -> Result<(Tensor, Tensor)> {
-        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigma_video, sigma_audio)?;
+        self.velocity_in(xv, xa, txt, txt_len, [sigma_video, sigma_audio], None)
+    }
+
+    /// [`Self::velocity_at`] for latents cut from a longer clip at `span` (latent frames,
+    /// [`conditioning::Span`]): their tokens read the time, progress and clock of that place.
+    /// `None` is a whole clip.
+    pub fn velocity_in(
+        &self,
+        xv: &Tensor,
+        xa: &Tensor,
+        txt: &Tensor,
+        txt_len: usize,
+        [sigma_video, sigma_audio]: [f32; 2],
+        span: Option<conditioning::Span>,
+    ) -> Result<(Tensor, Tensor)> {
+        let sigmas = [sigma_video, sigma_audio];
+        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigmas, span)?;
         let (v, a) = self.dit.velocity(&xv, &xa, txt, txt_len)?;
         self.latent_parts(&v, &a)
     }
 
-    /// [`Self::velocity_at`], and the audio tokens' hidden states `[Na, hidden]` after DiT
+    /// [`Self::velocity_in`], and the audio tokens' hidden states `[Na, hidden]` after DiT
     /// layer `layer` (0-based): what training's sync probe reads.
     #[allow(clippy::too_many_arguments)]
     pub fn velocity_and_audio_hidden(
@@ -100,11 +116,11 @@ impl Nano {
         xa: &Tensor,
         txt: &Tensor,
         txt_len: usize,
-        sigma_video: f32,
-        sigma_audio: f32,
+        sigmas: [f32; 2],
+        span: Option<conditioning::Span>,
         layer: usize,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigma_video, sigma_audio)?;
+        let (xv, xa) = self.dit_inputs(xv, xa, txt, txt_len, sigmas, span)?;
         let packed = self.dit.pack(&xv, &xa, txt, txt_len)?;
         let mut trace = DitTrace::empty(xv.device())?;
         let out = self.dit.forward_packed(&packed, Some(&mut trace))?;
@@ -122,15 +138,15 @@ impl Nano {
     }
 
     /// The DiT's inputs: the latents with the [`conditioning`] channels appended when the
-    /// config has them.
+    /// config has them, for latents cut at `span` (latent frames; `None`: a whole clip).
     fn dit_inputs(
         &self,
         xv: &Tensor,
         xa: &Tensor,
         txt: &Tensor,
         txt_len: usize,
-        sigma_video: f32,
-        sigma_audio: f32,
+        [sigma_video, sigma_audio]: [f32; 2],
+        span: Option<conditioning::Span>,
     ) -> Result<(Tensor, Tensor)> {
         if !self.cfg.conditioning {
             return Ok((xv.clone(), xa.clone()));
@@ -138,16 +154,32 @@ impl Nano {
         let (_, _, t, h, w) = xv.dims5()?;
         let (dev, fps) = (xv.device(), self.cfg.native_fps);
         let na = xa.dim(1)?;
+        // Audio latents are pixel frames: latent frame `k` starts the group ending on pixel
+        // frame `k * stride`.
+        let layout = self.cfg.video.frames();
+        let (video_span, audio_span) = match span {
+            Some(s) => (
+                s,
+                conditioning::Span {
+                    start: s.start * layout.stride,
+                    total: layout.pixel_frames(s.total),
+                },
+            ),
+            None => (conditioning::Span::whole(t), conditioning::Span::whole(na)),
+        };
         let progress = self.cfg.progress;
         let frame_s = self.cfg.latent_frame_s();
-        let video = conditioning::video((t, h, w), frame_s, sigma_video, progress, dev)?;
+        let video =
+            conditioning::video((t, h, w), frame_s, sigma_video, progress, video_span, dev)?;
         let mut xv = conditioning::append(xv, &video, 1)?;
-        let audio = conditioning::audio(na, fps, sigma_audio, progress, dev)?;
+        let audio = conditioning::audio(na, fps, sigma_audio, progress, audio_span, dev)?;
         let mut xa = conditioning::append(xa, &audio, 2)?;
         if self.cfg.clock {
-            xv =
-                conditioning::append(&xv, &conditioning::clock_video((t, h, w), frame_s, dev)?, 1)?;
-            xa = conditioning::append(&xa, &conditioning::clock_audio(na, fps, dev)?, 2)?;
+            let periods = &self.cfg.clock_periods_s;
+            let cv = conditioning::clock_video((t, h, w), frame_s, periods, video_span.start, dev)?;
+            xv = conditioning::append(&xv, &cv, 1)?;
+            let ca = conditioning::clock_audio(na, fps, periods, audio_span.start, dev)?;
+            xa = conditioning::append(&xa, &ca, 2)?;
         }
         if self.cfg.pooled_text {
             let pooled = conditioning::pooled_text(txt, txt_len)?;
