@@ -100,7 +100,7 @@ fn main() -> Result<()> {
         for sa in [1.0f32, 0.5] {
             let (xa, _) = noised(&a.audio, sa as f64, &mut SeededNoise::new(9))?;
             let run = |zv: &Tensor| {
-                m.velocity_and_audio_hidden(zv, &xa, &txt, a.ids.len(), 0.0, sa, layer)
+                m.velocity_and_audio_hidden(zv, &xa, &txt, a.ids.len(), [0.0, sa], None, layer)
             };
             let ((_, va, ha), (_, vb, hb)) = (run(&a.video)?, run(&b.video)?);
             println!(
@@ -127,7 +127,7 @@ fn main() -> Result<()> {
             let (xv, _) = noised(&z.video, sv as f64, &mut noise)?;
             let (xa, _) = noised(&z.audio, sa as f64, &mut noise)?;
             let (_, _, h) =
-                m.velocity_and_audio_hidden(&xv, &xa, &txt, z.ids.len(), sv, sa, layer)?;
+                m.velocity_and_audio_hidden(&xv, &xa, &txt, z.ids.len(), [sv, sa], None, layer)?;
             let logits = head.forward(&h)?.squeeze(D::Minus1)?.to_vec1::<f32>()?;
             scores[k].extend(logits.into_iter().zip(z.hits.iter().map(|&h| h > 0.5)));
         }
