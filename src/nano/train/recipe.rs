@@ -226,18 +226,20 @@ pub struct TrainConfig {
     /// 90% against 62% / 82%) but 4 s clips read slow channels never trained (motion
     /// 52-65%); with the periodic 0.5-2 s clock and the temporal-mix video decoder, 4 s
     /// clips scored 77.0% / 74.7% adherence over two seeds against the 2026-12-03 weights' 76.4% /
-    /// 75.3%, and a fall's hit comes again 2 s later in a third of falls: within the noise,
-    /// hence not in the recipe before a run on clips past 2.5 s is measured.
+    /// 75.3%, and a fall's hit comes again 2 s later in a third of falls. true in the recipe
+    /// since 2026-12-06, with periods up to 16 s on clips cut from 10 s clips
+    /// ([`Self::dit_window_s`]): bounces read right 35 of 46 times against 12 (models/nano/README.md).
     #[serde(default)]
     pub dit_clock: bool,
-    /// The clock's periods in seconds ([`NanoConfig::clock_periods_s`]): 0.5, 1 and 2 in the
-    /// recipe and in runs written before this setting. Periods past the DiT's training clips
+    /// The clock's periods in seconds ([`NanoConfig::clock_periods_s`]): 0.5, 1, 2, 4, 8 and
+    /// 16 in the recipe (never repeating within 10 s); 0.5, 1 and 2 in runs written before
+    /// this setting. Periods past the DiT's training clips
     /// take values those clips never read unless they are cut from longer clips
     /// ([`Self::dit_window_s`]).
     #[serde(default = "TrainConfig::default_clock_periods")]
     pub dit_clock_periods_s: Vec<f32>,
     /// Cut the DiT's training clips from world clips of up to this many seconds (0: whole
-    /// clips, the recipe): half start where the world clip starts, half anywhere in it, and
+    /// clips; 10 in the recipe, as long as `generate` makes): half start where the world clip starts, half anywhere in it, and
     /// their tokens read the time, progress and clock of where they were cut
     /// ([`ClipSampler::with_window`](super::data::ClipSampler::with_window)). A clip of 2 s
     /// at 4 s is then what the DiT saw there, where whole clips of up to 2.6 s never showed
@@ -442,9 +444,9 @@ impl TrainConfig {
             codec_shape_weight: 10.0,
             dit_object_weight: 4.0,
             dit_qk_norm_gain: 1.0,
-            dit_clock: false,
-            dit_clock_periods_s: Self::default_clock_periods(),
-            dit_window_s: 0.0,
+            dit_clock: true,
+            dit_clock_periods_s: vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+            dit_window_s: 10.0,
             video_temporal_stride: 4,
             video_latent_channels: 16,
             dit_local_field: None,
