@@ -931,8 +931,14 @@ mod tests {
 
     #[test]
     fn clock_periods_and_the_window_are_validated_and_the_window_counts_as_generate_does() {
-        let base = TrainConfig::smoke(PathBuf::from("run"));
+        let recipe = TrainConfig::smoke(PathBuf::from("run"));
         let layout = nano::NanoConfig::nano(10).video.frames();
+        // The recipe cuts its clips from 10 s ones: 21 latent frames.
+        assert_eq!(recipe.dit_window_latent_frames(layout, 8), 21);
+        let base = TrainConfig {
+            dit_window_s: 0.0,
+            ..recipe
+        };
         assert_eq!(base.dit_window_latent_frames(layout, 8), 0, "whole clips");
         let windowed = TrainConfig {
             dit_window_s: 10.0,
@@ -942,6 +948,11 @@ mod tests {
         windowed.validate().unwrap();
         // 10 s at 8 fps: 80 frames, 21 latent frames (81 pixel frames), as generate makes it.
         assert_eq!(windowed.dit_window_latent_frames(layout, 8), 21);
+        let four = TrainConfig {
+            dit_window_s: 4.0,
+            ..base.clone()
+        };
+        assert_eq!(four.dit_window_latent_frames(layout, 8), 9);
         for bad in [
             TrainConfig {
                 dit_window_s: -1.0,
