@@ -595,19 +595,24 @@ mod tests {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// A Nano of `cfg` with every weight random (some output layers start at zero).
+    fn random_model(cfg: &NanoConfig) -> Nano {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Nano::new(cfg, vb).unwrap();
+        for var in varmap.all_vars() {
+            let t = var.as_tensor();
+            var.set(&(t.randn_like(0.0, 0.2).unwrap())).unwrap();
+        }
+        model
+    }
+
     /// A held modality gets no velocity, and the moving one is the DiT's answer for the held
     /// tensor at the held level, whatever the sampler passes in its place.
     #[test]
     fn hold_keeps_one_modality_still_at_its_level_and_moves_the_other() {
         let cfg = NanoConfig::tiny_for_tests(16);
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = Nano::new(&cfg, vb).unwrap();
-        // Some output layers start at zero: give every weight a value.
-        for var in varmap.all_vars() {
-            let t = var.as_tensor();
-            var.set(&(t.randn_like(0.0, 0.2).unwrap())).unwrap();
-        }
+        let model = random_model(&cfg);
         let dev = Device::Cpu;
         let (zv, za) = (cfg.video.latent_channels, cfg.audio.latent_channels);
         let xv = Tensor::randn(0f32, 1.0, (1, zv, 2, 2, 3), &dev).unwrap();
@@ -646,13 +651,7 @@ mod tests {
     fn a_whole_span_is_what_the_sampler_feeds_and_a_later_cut_reads_otherwise() {
         use crate::engine::models::nano::conditioning::Span;
         let cfg = NanoConfig::tiny_for_tests(16).with_clock(&[0.5, 1.0, 2.0, 4.0, 8.0, 16.0]);
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = Nano::new(&cfg, vb).unwrap();
-        for var in varmap.all_vars() {
-            let t = var.as_tensor();
-            var.set(&(t.randn_like(0.0, 0.2).unwrap())).unwrap();
-        }
+        let model = random_model(&cfg);
         let dev = Device::Cpu;
         let (zv, za) = (cfg.video.latent_channels, cfg.audio.latent_channels);
         // 3 latent frames: 9 pixel frames, one audio latent each.
