@@ -365,6 +365,7 @@ fn a_decoder_stage_extends_a_finished_run(stage: Stage, prefix: &str, temporal_m
     cfg.dit_steps = 3;
     cfg.audio_decoder_steps = 0;
     cfg.video_decoder_steps = 0;
+    cfg.video_decoder_temporal_mix = false;
     let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
     let before = weights(&done.model_dir);
 
@@ -426,9 +427,12 @@ fn a_video_decoder_run_from_a_finished_model_is_the_stage_that_run_would_end_wit
         std::fs::copy(&f, kept.path().join(f.file_name().expect("name"))).expect("copy");
     }
 
-    // The run extended with a video-decoder stage that mixes neighbouring latent frames…
+    // The run extended with a video-decoder stage that mixes neighbouring latent frames and
+    // decodes the DiT's walks from noise levels up to 1, as the recipe's…
     cfg.video_decoder_steps = 4;
     cfg.video_decoder_temporal_mix = true;
+    cfg.video_decoder_dit_sigma = 1.0;
+    cfg.video_decoder_dit_walk = true;
     let extended = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("extended run");
     // …and the same stage started in a new folder from the model alone.
     cfg.out_dir = b.path().to_path_buf();
@@ -544,6 +548,7 @@ fn first_video_decoder_loss_with(dit_sigma: f32, edit: impl FnOnce(&mut TrainCon
     cfg.video_decoder_steps = 1;
     cfg.video_decoder_noise = 0.0;
     cfg.video_decoder_dit_sigma = dit_sigma;
+    cfg.video_decoder_dit_walk = false;
     edit(&mut cfg);
     let mut losses = Vec::new();
     run(cfg, &Device::Cpu, &mut |p| {
@@ -594,6 +599,7 @@ fn the_video_decoder_stage_can_decode_the_dits_walk_from_a_level() {
     // The walk is from video_decoder_dit_sigma: refused without it, by name.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.video_decoder_dit_sigma = 0.0;
     cfg.video_decoder_dit_walk = true;
     let err = run(cfg, &Device::Cpu, &mut |_| {}).expect_err("refused");
     assert!(err.to_string().contains("video_decoder_dit_sigma"), "{err}");

@@ -97,9 +97,10 @@ pub struct TrainConfig {
     /// Steps of a stage after that one that trains the video decoder alone the same way: the
     /// frozen encoder's latents plus noise, decoded to the clip's frames (objects weighed up
     /// as in the codec stage). A finished run is extended by rerunning it with this set.
-    /// Not in the recipe: 2000 steps at noise 0.5 scored 72.2% / 68.9% adherence against
-    /// 70.6% / 71.1%, squares still 0 of 39 (`eval nano`, 60 + 60 scenes): the DiT's squares
-    /// are ball-shaped latents, which no decoder reads as squares.
+    /// On the encoder's latents (2000 steps at noise 0.5) it scored 72.2% / 68.9% adherence
+    /// against 70.6% / 71.1% on the 2026-12-02 weights, squares still 0 of 39 (`eval nano`,
+    /// 60 + 60 scenes). 1000 steps in the recipe since 2026-12-06, on the DiT's walks
+    /// ([`Self::video_decoder_dit_walk`]) with the temporal mix.
     #[serde(default)]
     pub video_decoder_steps: usize,
     /// Learning rate of that stage (cosine, no warmup).
@@ -111,7 +112,7 @@ pub struct TrainConfig {
     /// The video decoder reads each latent frame's neighbours
     /// ([`VideoCodecConfig::temporal_mix`]):
     /// its mixing layers start as the identity and train in the video-decoder stage only,
-    /// so the stages before it are the same with or without them.
+    /// so the stages before it are the same with or without them. true in the recipe.
     #[serde(default)]
     pub video_decoder_temporal_mix: bool,
     /// When positive, the video-decoder stage decodes the DiT's one-step estimate of each
@@ -119,7 +120,7 @@ pub struct TrainConfig {
     /// drawn from `[0, this]`, the velocity taken with the caption, `x - sigma v`. That
     /// estimate is blurred where the DiT is unsure, as its samples are, while a shape code
     /// in it is right; paired with the clip's true frames, the decoder learns to draw what
-    /// the DiT means rather than what it blurs. 0: off, the recipe.
+    /// the DiT means rather than what it blurs. 0: off; 1 in the recipe (with the walk).
     #[serde(default)]
     pub video_decoder_dit_sigma: f32,
     /// With `video_decoder_dit_sigma`: the DiT's estimate is its whole walk from the drawn
@@ -128,7 +129,11 @@ pub struct TrainConfig {
     /// (its placements and timings), so that a walk from pure noise lands where its clip is.
     /// The decoder learns what the DiT's finished latents mean. Measured 2026-12-05 on the
     /// 2026-12-03 weights (σ up to 1, 1500 steps, lr 1e-3): 76.4% / 75.0% over two eval seeds
-    /// against 76.4% / 75.3%, squares 4 of 71. false: the one-step guess.
+    /// against 76.4% / 75.3%, squares 4 of 71. On the 2026-12-06 weights (clock, cut clips),
+    /// with the temporal mix, 1000 steps: 83.1% / 83.1% against 82.2% / 80.6%, a resting
+    /// object's twitches read as contacts after 7 of 41 falls (22), sync p90 under the
+    /// committed weights' in three splits of four. true in the recipe since;
+    /// false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
     /// The video-decoder stage weighs up the frames around each ground contact (the frame a
@@ -386,8 +391,9 @@ impl TrainConfig {
         16
     }
 
-    /// The recipe behind the committed `models/nano/` weights, about 2 h 30 min on the 2-core
-    /// CPU alone (2 h 52 min as logged, sharing it at times; `models/nano/TRAINING_LOG.txt`):
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 50 min on the 2-core
+    /// CPU alone (3 h 18 min as logged, its first two stages sharing the CPU at times;
+    /// `models/nano/TRAINING_LOG.txt`):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
     ///   53 min in the logged run, which shared the CPU), the audio codec beside it for 12000
     ///   steps (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
@@ -400,7 +406,11 @@ impl TrainConfig {
     /// - the audio decoder alone 6000 steps (~13 ms/step, under 2 min) on the frozen
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
     ///   latents sat near silence's and decoded to a hum at -45 to -56 dBFS; after this stage
-    ///   they decode to silence and loud clips keep their level (measured in the README).
+    ///   they decode to silence and loud clips keep their level (measured in the README);
+    /// - the video decoder alone 1000 steps (~1.3 s/step, 23 min), its temporal-mix layers
+    ///   from the identity, on the DiT's walks from noise levels up to 1 down the sampler's
+    ///   schedule (guided as the sampler), against the DiT's own clips' frames: the decoder
+    ///   learns what the DiT's finished latents mean (measured in the README).
     ///
     /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
     /// and its audio loss reads the loudness envelope in log energy (level and rise), which
@@ -430,12 +440,12 @@ impl TrainConfig {
             audio_decoder_cue_shift: 0.0,
             audio_decoder_dit_sigma: 0.0,
             audio_decoder_picture_hits: false,
-            video_decoder_steps: 0,
-            video_decoder_lr: 5e-4,
+            video_decoder_steps: 1000,
+            video_decoder_lr: 1e-3,
             video_decoder_noise: 0.5,
-            video_decoder_temporal_mix: false,
-            video_decoder_dit_sigma: 0.0,
-            video_decoder_dit_walk: false,
+            video_decoder_temporal_mix: true,
+            video_decoder_dit_sigma: 1.0,
+            video_decoder_dit_walk: true,
             video_decoder_contact_weight: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
