@@ -363,10 +363,6 @@ pub enum TrainCommand {
         /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
         #[arg(long)]
         video_decoder_dit_walk: Option<bool>,
-        /// The video-decoder stage weighs up the frames around each ground contact by 1 + this
-        /// (0: off).
-        #[arg(long)]
-        video_decoder_contact_weight: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -764,7 +760,6 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
-                    video_decoder_contact_weight,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -833,8 +828,6 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
-            cfg.video_decoder_contact_weight =
-                video_decoder_contact_weight.unwrap_or(cfg.video_decoder_contact_weight);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             let restart_given = dit_restart_latent_frames.is_some();

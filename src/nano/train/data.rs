@@ -29,9 +29,6 @@ pub struct Clip {
     pub object_mask: Vec<f32>,
     /// Per audio latent frame (one per video frame): 1 where a sounding contact falls.
     pub impact_frames: Vec<f32>,
-    /// Per video frame: 1 where a ground contact falls, sounding or not (what the picture
-    /// shows).
-    pub contact_frames: Vec<f32>,
     /// `[3, T, h/8, w/8]` on the video latent grid: the share of each latent cell covered by
     /// a ball, a square and a triangle (the order of [`Shape::ALL`]), over the cell's pixels
     /// and its latent frame's frames. The codec stage can ask the encoder to carry it in its
@@ -47,18 +44,12 @@ pub struct Clip {
 /// Per frame of a clip `n` frames long at `fps`: 1 where one of the contacts at `times_s`
 /// sounds (none in a silent scene).
 fn impact_frames(scene: &Scene, times_s: &[f32], n: usize, fps: u32) -> Vec<f32> {
-    if scene.silent {
-        return vec![0f32; n];
-    }
-    contact_frames(times_s, n, fps)
-}
-
-/// Per frame of a clip `n` frames long at `fps`: 1 in the frame each of `times_s` falls in.
-fn contact_frames(times_s: &[f32], n: usize, fps: u32) -> Vec<f32> {
     let mut out = vec![0f32; n];
-    for t in times_s {
-        if let Some(f) = out.get_mut((t.max(0.0) * fps as f32) as usize) {
-            *f = 1.0;
+    if !scene.silent {
+        for t in times_s {
+            if let Some(f) = out.get_mut((t.max(0.0) * fps as f32) as usize) {
+                *f = 1.0;
+            }
         }
     }
     out
@@ -301,7 +292,6 @@ impl ClipSampler {
         let times: Vec<f32> = truth.impacts.iter().map(|i| i.time_s).collect();
         let impact_frames =
             impact_frames(&scene, &times, n_world, self.fps)[frames.clone()].to_vec();
-        let contact_frames = contact_frames(&times, n_world, self.fps)[frames.clone()].to_vec();
         let plane = wu * hu;
         let mask = object_mask(&truth, n_world, wu, hu);
         let object_mask = mask[first * plane..(first + n) * plane].to_vec();
@@ -312,7 +302,6 @@ impl ClipSampler {
             object_mask,
             shape_cells: latent_shape_cells(coverage, n, (wu, hu), self.layout),
             impact_frames,
-            contact_frames,
             width: wu,
             height: hu,
             n_frames: frames_rgb.len() / (3 * plane).max(1),
@@ -546,40 +535,6 @@ mod tests {
         assert!(
             squeezed_hits[0].iter().any(|&h| h > 0.0),
             "a bounce is heard"
-        );
-    }
-
-    /// The picture's contacts are marked whether the scene sounds or not; a sounding clip's
-    /// hit frames are those same frames, a silent one has none.
-    #[test]
-    fn contact_frames_mark_the_world_contacts_silent_or_not() {
-        let cfg = NanoConfig::tiny_for_tests(10);
-        let sampler = ClipSampler::new(&cfg, vec![(96, 56)], (4, 4));
-        let (mut silent, mut sounding) = (0, 0);
-        for i in 0..200 {
-            let clip = sampler.clip(3, 1, i);
-            let duration = clip.n_frames as f32 / 8.0;
-            let truth = ground_truth(&clip.scene, clip.width, clip.height, 8.0, duration);
-            let want = contact_frames(
-                &truth.impacts.iter().map(|c| c.time_s).collect::<Vec<_>>(),
-                clip.n_frames,
-                8,
-            );
-            assert_eq!(clip.contact_frames, want, "clip {i}");
-            if want.iter().all(|&f| f == 0.0) {
-                continue;
-            }
-            if clip.scene.silent {
-                silent += 1;
-                assert!(clip.impact_frames.iter().all(|&f| f == 0.0));
-            } else {
-                sounding += 1;
-                assert_eq!(clip.impact_frames, clip.contact_frames);
-            }
-        }
-        assert!(
-            silent > 0 && sounding > 0,
-            "{silent} silent, {sounding} sounding"
         );
     }
 

@@ -238,17 +238,6 @@ pub(super) fn weights<S: Into<candle::Shape>>(
     Tensor::from_vec(w, shape, dev)
 }
 
-/// 1 on every frame within `reach` frames of a marked one (`marks[i] > 0`), 0 elsewhere.
-pub(super) fn near_marked(marks: &[f32], reach: usize) -> Vec<f32> {
-    (0..marks.len())
-        .map(|i| {
-            let lo = i.saturating_sub(reach);
-            let hi = (i + reach + 1).min(marks.len());
-            f32::from(marks[lo..hi].iter().any(|&m| m > 0.0))
-        })
-        .collect()
-}
-
 /// Mean of `w * (pred - target)^2`, `w` broadcast over the rest.
 pub(super) fn weighted_mse(pred: &Tensor, target: &Tensor, w: &Tensor) -> candle::Result<Tensor> {
     (pred - target)?.sqr()?.broadcast_mul(w)?.mean_all()
@@ -293,14 +282,6 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::nano::world::Motion;
-
-    #[test]
-    fn near_marked_spreads_each_mark_by_its_reach_within_the_clip() {
-        let marks = [0., 0., 1., 0., 0., 0., 0., 1.];
-        assert_eq!(near_marked(&marks, 1), [0., 1., 1., 1., 0., 0., 1., 1.]);
-        assert_eq!(near_marked(&marks, 0), marks);
-        assert_eq!(near_marked(&[0.; 4], 2), [0.; 4]);
-    }
 
     /// The picture-timed target of the cue stage: on the world's own picture of a bounce the
     /// analyzer's contacts are the clip's within a frame, so the sound for them has the

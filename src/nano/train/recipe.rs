@@ -136,17 +136,6 @@ pub struct TrainConfig {
     /// false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
-    /// The video-decoder stage weighs up the frames around each ground contact (the frame a
-    /// contact falls in and one each side) by `1 + this`, on top of the objects' pixels: the
-    /// codecs alone draw a fall's landing late (57 ms, median over 20 falls of `eval nano
-    /// --source codec --scenes 60`), the object lagging where it moves fastest. Measured
-    /// 2026-12-06 on the committed weights (1500 steps, lr 5e-4, noise 0.1, weight 8): through
-    /// the codecs the landing comes 21 ms late (33 ms for the same stage at weight 0), but from
-    /// the DiT's latents 139 ms (115; the committed decoder 109) and adherence 78.9% / 80.0%
-    /// (79.4% / 80.0%; committed 82.2% / 80.6%, seed 0): not what the DiT's latents lack.
-    /// 0: off, the recipe.
-    #[serde(default)]
-    pub video_decoder_contact_weight: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -446,7 +435,6 @@ impl TrainConfig {
             video_decoder_temporal_mix: true,
             video_decoder_dit_sigma: 1.0,
             video_decoder_dit_walk: true,
-            video_decoder_contact_weight: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -633,11 +621,6 @@ impl TrainConfig {
                  when video_decoder_steps is set",
             );
         }
-        if !(self.video_decoder_contact_weight.is_finite()
-            && self.video_decoder_contact_weight >= 0.0)
-        {
-            return bad("video_decoder_contact_weight must be a number of at least 0 (0: off)");
-        }
         if !(0.0..=1.0).contains(&self.video_decoder_dit_sigma) {
             return bad(
                 "video_decoder_dit_sigma must be between 0 (decode the encoder's latents) \
@@ -816,31 +799,29 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 7] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 7] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 6] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
-    "video_decoder_contact_weight",
 ];
 
 /// Settings measured, not adopted and removed (models/nano/README.md, "Retired settings"),
-/// with the value that means off: a checkpoint trained with one on is another run's.
-const RETIRED_SETTINGS: [&str; 8] = [
-    "codec_shape_invariance",
-    "codec_shape_box",
-    "video_decoder_code_swap",
-    "video_decoder_l1",
-    "video_decoder_code_blur",
-    "video_decoder_adversarial",
-    "video_decoder_refine",
-    "video_decoder_shape_token",
+/// each with the happyhorse commit that last had it; 0 or false means off, and a checkpoint
+/// trained with one on is another run's.
+const RETIRED_SETTINGS: [(&str, &str); 9] = [
+    ("codec_shape_invariance", "cd4d394"),
+    ("codec_shape_box", "cd4d394"),
+    ("video_decoder_code_swap", "cd4d394"),
+    ("video_decoder_l1", "cd4d394"),
+    ("video_decoder_code_blur", "cd4d394"),
+    ("video_decoder_adversarial", "cd4d394"),
+    ("video_decoder_refine", "cd4d394"),
+    ("video_decoder_shape_token", "cd4d394"),
+    ("video_decoder_contact_weight", "e5cca17"),
 ];
-
-/// The happyhorse commit that last had [`RETIRED_SETTINGS`].
-const RETIRED_AT: &str = "cd4d394";
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
 pub(super) fn settings_still_free(
@@ -885,22 +866,23 @@ pub(super) fn check_same_recipe(
     free: &[&str],
     state_path: &Path,
 ) -> Result<(), TrainError> {
-    let retired_on: Vec<String> = RETIRED_SETTINGS
+    let retired_on: Vec<(String, &str)> = RETIRED_SETTINGS
         .iter()
-        .filter_map(|&k| {
+        .filter_map(|&(k, commit)| {
             let v = saved.get(k)?;
             let off = v.as_f64() == Some(0.0) || v.as_bool() == Some(false);
-            (!off).then(|| format!("{k} {v}"))
+            (!off).then(|| (format!("{k} {v}"), commit))
         })
         .collect();
-    if !retired_on.is_empty() {
+    if let Some(&(_, commit)) = retired_on.first() {
+        let names: Vec<&str> = retired_on.iter().map(|(n, _)| n.as_str()).collect();
         return Err(TrainError::BadCheckpoint {
             path: state_path.to_path_buf(),
             message: format!(
                 "this checkpoint was trained with settings this version no longer has ({}); \
-                 resume it with happyhorse at commit {RETIRED_AT}, or give a new --out to start \
+                 resume it with happyhorse at commit {commit}, or give a new --out to start \
                  another run",
-                retired_on.join(", ")
+                names.join(", ")
             ),
         });
     }
@@ -994,14 +976,6 @@ mod tests {
             let err = bad.validate().unwrap_err().to_string();
             assert!(err.contains("dit_window_s"), "{err}");
         }
-        for w in [-1.0, f32::NAN] {
-            let bad = TrainConfig {
-                video_decoder_contact_weight: w,
-                ..base.clone()
-            };
-            let err = bad.validate().unwrap_err().to_string();
-            assert!(err.contains("video_decoder_contact_weight"), "{err}");
-        }
         for periods in [vec![], vec![1.0, -2.0]] {
             let bad = TrainConfig {
                 dit_clock_periods_s: periods,
@@ -1027,6 +1001,11 @@ mod tests {
                 serde_json::json!(0.0),
                 serde_json::json!(0.05),
             ),
+            (
+                "video_decoder_contact_weight",
+                serde_json::json!(0.0),
+                serde_json::json!(8.0),
+            ),
         ] {
             let mut saved = now.clone();
             saved.insert(setting.into(), off);
@@ -1036,7 +1015,12 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&format!("{setting} {on}")), "{err}");
-            assert!(err.contains(RETIRED_AT), "{err}");
+            let commit = RETIRED_SETTINGS
+                .iter()
+                .find(|(k, _)| *k == setting)
+                .map(|(_, c)| *c)
+                .expect("a retired setting");
+            assert!(err.contains(&format!("commit {commit}")), "{err}");
         }
     }
 

@@ -173,13 +173,7 @@ impl Run<'_> {
             (z + (e * level)?)?
         };
         let y = m.video_decoder.decode(&z)?;
-        let mut w = self.pixel_weights(clip)?;
-        if self.cfg.video_decoder_contact_weight > 0.0 {
-            let near = near_marked(&clip.contact_frames, 1);
-            let extra = self.cfg.video_decoder_contact_weight;
-            w = w.broadcast_mul(&weights(&near, (near.len(), 1, 1, 1), extra, &self.dev)?)?;
-        }
-        weighted_mse(&y, &x, &w)
+        weighted_mse(&y, &x, &self.pixel_weights(clip)?)
     }
 
     /// The DiT's estimate of `clip`'s video and audio latents from its latents noised to
