@@ -262,6 +262,10 @@ pub enum TrainCommand {
         /// first phase's, 0.1).
         #[arg(long)]
         dit_restart_caption_dropout: Option<f64>,
+        /// Share of the second phase's clips that start from their twin of another shape and
+        /// are led to their own shape (0: none, the recipe).
+        #[arg(long)]
+        dit_restart_shape_swap: Option<f32>,
         /// Weight of the sync probe in the DiT stage (a read-out of the hits' audio frames
         /// from the audio tokens halfway up the DiT; 0: none, the recipe).
         #[arg(long)]
@@ -363,6 +367,10 @@ pub enum TrainCommand {
         /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
         #[arg(long)]
         video_decoder_dit_walk: Option<bool>,
+        /// With --video-decoder-dit-sigma: score each decoded frame against its clip's frame
+        /// with the objects moved by the best-fitting shift of up to this many pixels.
+        #[arg(long)]
+        video_decoder_align_px: Option<usize>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -734,6 +742,7 @@ pub fn run(cli: Cli) -> CliResult {
                     dit_restart_object_weight,
                     dit_restart_impact_weight,
                     dit_restart_caption_dropout,
+                    dit_restart_shape_swap,
                     sync_probe_weight,
                     dit_restart_sync_probe_weight,
                     dit_restart_dub_share,
@@ -760,6 +769,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
+                    video_decoder_align_px,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -795,6 +805,8 @@ pub fn run(cli: Cli) -> CliResult {
                 dit_restart_impact_weight.or(cfg.dit_restart_impact_weight);
             cfg.dit_restart_caption_dropout =
                 dit_restart_caption_dropout.or(cfg.dit_restart_caption_dropout);
+            cfg.dit_restart_shape_swap =
+                dit_restart_shape_swap.unwrap_or(cfg.dit_restart_shape_swap);
             cfg.dit_decoupled_noise = dit_decoupled_noise.unwrap_or(cfg.dit_decoupled_noise);
             cfg.sync_probe_weight = sync_probe_weight.unwrap_or(cfg.sync_probe_weight);
             cfg.dit_restart_sync_probe_weight =
@@ -828,6 +840,8 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
+            cfg.video_decoder_align_px =
+                video_decoder_align_px.unwrap_or(cfg.video_decoder_align_px);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             let restart_given = dit_restart_latent_frames.is_some();

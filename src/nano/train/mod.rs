@@ -38,6 +38,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::nano::world::{Scene, Shape};
+
 use candle::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_core as candle;
 use candle_nn::{VarBuilder, VarMap};
@@ -223,6 +225,27 @@ impl Run<'_> {
 
     /// Clip `k` of step `step`'s batch.
     fn clip(&self, stage: Stage, step: usize, k: usize) -> Clip {
+        self.clip_edited(stage, step, k, |_| {})
+    }
+
+    /// [`Self::clip`]'s twin: the same scene with another shape (a ball's is a square, a
+    /// square's or a triangle's a ball), the same length, span, placement and timing.
+    fn twin(&self, stage: Stage, step: usize, k: usize, clip: &Clip) -> Clip {
+        let other = match clip.scene.object.shape {
+            Shape::Ball => Shape::Square,
+            Shape::Square | Shape::Triangle => Shape::Ball,
+        };
+        self.clip_edited(stage, step, k, |s| s.object.shape = other)
+    }
+
+    /// [`Self::clip`] with its scene changed by `edit` before it is rendered.
+    fn clip_edited(
+        &self,
+        stage: Stage,
+        step: usize,
+        k: usize,
+        edit: impl FnOnce(&mut Scene),
+    ) -> Clip {
         let restart = step >= self.cfg.dit_steps;
         let step = self.data_step(step);
         let (tag, sampler) = match stage {
@@ -236,7 +259,7 @@ impl Run<'_> {
             Stage::VideoDecoder if self.cfg.video_decoder_dit_walk => (7u64, &self.sampler),
             Stage::VideoDecoder => (6u64, &self.codec_sampler),
         };
-        sampler.clip(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64)
+        sampler.clip_with(self.cfg.seed, tag, (step * self.cfg.batch + k) as u64, edit)
     }
 
     fn save(&self, opt: &AdamW) -> Result<(), TrainError> {

@@ -51,6 +51,14 @@ pub struct TrainConfig {
     /// (`eval nano --source dub`: 107 / 274 ms against 109 / 367 for another clip's onsets).
     #[serde(default)]
     pub dit_restart_caption_dropout: Option<f64>,
+    /// Share of the restart phase's clips that teach the DiT to correct a shape: the clip's
+    /// twin (the same scene with another shape: a ball's is a square, the others' a ball)
+    /// noised to a level drawn from [`SHAPE_SWAP_SIGMA`], with the velocity that leads to
+    /// this clip's latent under this clip's caption. The DiT draws a square's layout as a
+    /// ball's at high noise and keeps what it is given below 0.4; so taught, the sampler's
+    /// last steps can still turn the blob into what the caption asks. 0: off.
+    #[serde(default)]
+    pub dit_restart_shape_swap: f32,
     /// Steps of a last stage that trains the audio decoder alone on the frozen encoder's
     /// latents plus noise of the size of the DiT's errors, so that a near miss decodes as
     /// what it misses (a "silent" latent as silence). The encoder, the latent statistics and
@@ -136,6 +144,14 @@ pub struct TrainConfig {
     /// false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
+    /// With `video_decoder_dit_sigma`: each decoded frame is scored against its clip's frame
+    /// with the objects moved by the shift of up to this many pixels each way that fits the
+    /// decoded frame best (the background stays put, the objects' old places take the
+    /// background beside them). A walk from high noise puts the object a few pixels from its
+    /// clip's; scored in place, the decoder's best answer is the blur of the places it might
+    /// be, which rounds a square's corners. 0: off.
+    #[serde(default)]
+    pub video_decoder_align_px: usize,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -422,6 +438,7 @@ impl TrainConfig {
             dit_restart_object_weight: None,
             dit_restart_impact_weight: None,
             dit_restart_caption_dropout: None,
+            dit_restart_shape_swap: 0.0,
             audio_decoder_steps: 6000,
             audio_decoder_lr: 5e-4,
             audio_decoder_noise: AUDIO_DECODER_NOISE,
@@ -435,6 +452,7 @@ impl TrainConfig {
             video_decoder_temporal_mix: true,
             video_decoder_dit_sigma: 1.0,
             video_decoder_dit_walk: true,
+            video_decoder_align_px: 0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -547,6 +565,14 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.dit_restart_dub_share) {
             return bad("dit_restart_dub_share is a share of the clips: from 0 to 1");
         }
+        if !(0.0..=1.0).contains(&self.dit_restart_shape_swap) {
+            return bad("dit_restart_shape_swap is a share of the clips: from 0 to 1");
+        }
+        if self.dit_restart_shape_swap > 0.0 && self.dit_restart_steps == 0 {
+            return bad(
+                "dit_restart_shape_swap trains in the restart phase: set dit_restart_steps",
+            );
+        }
         if let Some(p) = self.dit_restart_caption_dropout {
             if !(0.0..=1.0).contains(&p) {
                 return bad("dit_restart_caption_dropout is a share of the clips: from 0 to 1");
@@ -626,6 +652,15 @@ impl TrainConfig {
                 "video_decoder_dit_sigma must be between 0 (decode the encoder's latents) \
                  and 1 (the DiT's estimate from pure noise)",
             );
+        }
+        if self.video_decoder_align_px > 0 && self.video_decoder_dit_sigma <= 0.0 {
+            return bad(
+                "video_decoder_align_px aligns the objects of the DiT's estimates: set \
+                 video_decoder_dit_sigma above 0 too, or the shift to 0",
+            );
+        }
+        if self.video_decoder_align_px > 8 {
+            return bad("video_decoder_align_px is a shift in pixels from 0 to 8");
         }
         if self.video_decoder_dit_walk && self.video_decoder_dit_sigma <= 0.0 {
             return bad(
@@ -771,7 +806,7 @@ impl TrainConfig {
 
 /// Settings that only shape the steps after `dit_steps`: a checkpoint that has not passed
 /// them may resume with other values (a finished run extended by a restart phase).
-pub(super) const RESTART_SETTINGS: [&str; 9] = [
+pub(super) const RESTART_SETTINGS: [&str; 10] = [
     "dit_restart_steps",
     "dit_restart_lr",
     "dit_restart_object_weight",
@@ -781,7 +816,12 @@ pub(super) const RESTART_SETTINGS: [&str; 9] = [
     "dit_restart_dub_share",
     "dit_restart_sigma_shift",
     "dit_restart_latent_frames",
+    "dit_restart_shape_swap",
 ];
+
+/// The noise levels a shape-correcting clip is drawn at ([`TrainConfig::dit_restart_shape_swap`]):
+/// the sampler's last three steps (0.64, 0.5 and 0.3 on Nano's 8-step schedule).
+pub const SHAPE_SWAP_SIGMA: (f64, f64) = (0.25, 0.7);
 
 /// The recipe's audio-decoder noise, in latent stds (`eval nano`, 20 + 20 scenes, 2000
 /// steps: silent prompts judged silent 0 of 6 before the stage, 5 at 0.25 and 0.5, 3 at 1).
@@ -799,13 +839,14 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 7] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 6] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 7] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
+    "video_decoder_align_px",
 ];
 
 /// Settings measured, not adopted and removed (models/nano/README.md, "Retired settings"),

@@ -173,7 +173,18 @@ impl Run<'_> {
             (z + (e * level)?)?
         };
         let y = m.video_decoder.decode(&z)?;
-        weighted_mse(&y, &x, &self.pixel_weights(clip)?)
+        let max_px = self.cfg.video_decoder_align_px;
+        if dit_sigma.is_none() || max_px == 0 {
+            return weighted_mse(&y, &x, &self.pixel_weights(clip)?);
+        }
+        let dims = (clip.n_frames, clip.height, clip.width);
+        let decoded = y.detach().flatten_all()?.to_vec1::<f32>()?;
+        let frames = x.flatten_all()?.to_vec1::<f32>()?;
+        let (target, mask) = align_objects(&decoded, &frames, &clip.object_mask, dims, max_px);
+        let target = Tensor::from_vec(target, x.shape(), &self.dev)?;
+        let shape = (clip.n_frames, 1, clip.height, clip.width);
+        let w = weights(&mask, shape, self.cfg.codec_object_weight, &self.dev)?;
+        weighted_mse(&y, &target, &w)
     }
 
     /// The DiT's estimate of `clip`'s video and audio latents from its latents noised to
@@ -278,6 +289,7 @@ impl Run<'_> {
         clip: &Clip,
         step: usize,
         mut noise: SeededNoise,
+        twin: &dyn Fn() -> Clip,
     ) -> candle::Result<([Tensor; 2], [Option<Tensor>; 2])> {
         let m = &self.model;
         let lat = self.state.latent.as_ref().ok_or_else(|| {
@@ -310,6 +322,20 @@ impl Run<'_> {
         } else {
             sigma
         };
+        // A shape-correcting clip ([`TrainConfig::dit_restart_shape_swap`]), drawn only when
+        // asked so that the recipe's noise stream is unchanged; it keeps its caption.
+        let swap = self.cfg.dit_restart_shape_swap;
+        let corrected = if step >= self.cfg.dit_steps && swap > 0.0 {
+            let d = noise.sample(2);
+            let (lo, hi) = SHAPE_SWAP_SIGMA;
+            (uniform(d[0]) < swap as f64).then(|| lo + (hi - lo) * uniform(d[1]))
+        } else {
+            None
+        };
+        let (sigma, sigma_audio, drop) = match corrected {
+            Some(s) => (s, s, false),
+            None => (sigma, sigma_audio, drop),
+        };
         let prompt = if drop { "" } else { clip.caption.as_str() };
         let ids = self.tokenizer.encode(prompt, self.model_cfg.text.max_len)?;
         let txt = m.text_encoder.forward(&ids)?;
@@ -321,7 +347,29 @@ impl Run<'_> {
             _ => None,
         };
 
-        let (xv, ev) = noised(&zv, sigma, &mut noise)?;
+        let (xv, ev) = match corrected {
+            Some(_) => {
+                // The twin's picture under this clip's shape code: at the sampler's last steps
+                // the DiT's code already names the caption's shape, its outline does not.
+                let zt = clip_latents(m, lat, &twin(), &self.dev)?.0;
+                let c = zt.dim(1)?;
+                let code = if self.cfg.codec_shape_weight > 0.0 {
+                    SHAPE_CODE
+                } else {
+                    0
+                };
+                let start =
+                    Tensor::cat(&[zv.narrow(1, 0, code)?, zt.narrow(1, code, c - code)?], 1)?;
+                noised(&start, sigma, &mut noise)?
+            }
+            None => noised(&zv, sigma, &mut noise)?,
+        };
+        // The velocity whose step to 0 lands on this clip's latent: for a clip's own noised
+        // latent that is `ev - zv`.
+        let target_v = match corrected {
+            Some(s) => ((&xv - &zv)? / s)?,
+            None => (ev - &zv)?,
+        };
         let (xa, ea) = noised(&za, sigma_audio, &mut noise)?;
         let n_audio = za.dim(1)?;
         let mut impacts = clip.impact_frames.clone();
@@ -363,7 +411,7 @@ impl Run<'_> {
         )?;
         Ok((
             [
-                weighted_mse(&pv, &(ev - zv)?, &wv)?,
+                weighted_mse(&pv, &target_v, &wv)?,
                 weighted_mse(&pa, &(ea - za)?, &wa)?,
             ],
             [probe, sync],
@@ -388,7 +436,11 @@ impl Run<'_> {
                     self.codec_loss(&clip, step, self.noise(0xC0DE_C000, step, k), basis)?,
                     [None, None],
                 ),
-                Stage::Dit => self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k))?,
+                Stage::Dit => {
+                    self.dit_loss(&clip, step, self.noise(0xD17D_17D0, step, k), &|| {
+                        self.twin(stage, step, k, &clip)
+                    })?
+                }
                 Stage::AudioDecoder => {
                     let (sound, hits) =
                         self.audio_decoder_loss(&clip, self.noise(0xA0D1_0DEC, step, k), basis)?;
