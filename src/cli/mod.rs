@@ -367,10 +367,6 @@ pub enum TrainCommand {
         /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
         #[arg(long)]
         video_decoder_dit_walk: Option<bool>,
-        /// With --video-decoder-dit-sigma: score each decoded frame against its clip's frame
-        /// with the objects moved by the best-fitting shift of up to this many pixels.
-        #[arg(long)]
-        video_decoder_align_px: Option<usize>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -769,7 +765,6 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
-                    video_decoder_align_px,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -840,8 +835,6 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
-            cfg.video_decoder_align_px =
-                video_decoder_align_px.unwrap_or(cfg.video_decoder_align_px);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             let restart_given = dit_restart_latent_frames.is_some();

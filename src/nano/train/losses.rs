@@ -127,6 +127,26 @@ pub fn noised(z: &Tensor, sigma: f64, noise: &mut SeededNoise) -> candle::Result
     Ok((((z * (1.0 - sigma))? + (&e * sigma)?)?, e))
 }
 
+/// A shape-correcting point and its velocity target
+/// ([`TrainConfig::dit_restart_shape_swap`](super::TrainConfig::dit_restart_shape_swap)):
+/// the twin's latent `zt` under the clip's first `code` channels (its shape code: at the
+/// sampler's last steps the DiT's code already names the caption's shape, its outline does
+/// not), noised to `sigma`, and the velocity whose Euler step to 0 lands on the clip's latent
+/// `zv`, `(x - zv) / sigma`. With `zt == zv` that is flow matching's own `e - zv`.
+pub(super) fn shape_correction(
+    zv: &Tensor,
+    zt: &Tensor,
+    code: usize,
+    sigma: f64,
+    noise: &mut SeededNoise,
+) -> candle::Result<(Tensor, Tensor)> {
+    let c = zt.dim(1)?;
+    let start = Tensor::cat(&[zv.narrow(1, 0, code)?, zt.narrow(1, code, c - code)?], 1)?;
+    let (x, _) = noised(&start, sigma, noise)?;
+    let target = ((&x - zv)? / sigma)?;
+    Ok((x, target))
+}
+
 /// The sampler's noise levels from `sigma0` down: `sigma0`, then the levels of the `steps`-step
 /// schedule shifted by `shift` that are under it, then 0 (`[0]` alone for `sigma0` 0). The
 /// walk the DiT takes from a clip noised to `sigma0`, as its sampler would from there.
@@ -243,85 +263,6 @@ pub(super) fn weighted_mse(pred: &Tensor, target: &Tensor, w: &Tensor) -> candle
     (pred - target)?.sqr()?.broadcast_mul(w)?.mean_all()
 }
 
-/// The target of a decoded clip with its objects moved, frame by frame, by the shift of up
-/// to `max_px` pixels each way that brings them closest to the decoded frame
-/// ([`TrainConfig::video_decoder_align_px`](super::TrainConfig::video_decoder_align_px)):
-/// the target and its object mask. `decoded` and `frames` are `[n, 3, H, W]`, `mask`
-/// `[n, H, W]`. Pixels under the object at either place take the shifted frame (the object,
-/// or the background beside its old place), the rest the frame as it is; a shift is scored
-/// on those pixels alone, and the smallest shift wins a tie.
-pub(super) fn align_objects(
-    decoded: &[f32],
-    frames: &[f32],
-    mask: &[f32],
-    (n, h, w): (usize, usize, usize),
-    max_px: usize,
-) -> (Vec<f32>, Vec<f32>) {
-    let plane = h * w;
-    let m = max_px as isize;
-    let mut shifts: Vec<(isize, isize)> = (-m..=m)
-        .flat_map(|dy| (-m..=m).map(move |dx| (dy, dx)))
-        .collect();
-    shifts.sort_by_key(|&(dy, dx)| dy.abs().max(dx.abs()) * 100 + dy.abs() + dx.abs());
-    // Pixel (i, j) of the frame shifted by (dy, dx) is the frame's (i - dy, j - dx), clamped.
-    let from = |i: usize, j: usize, (dy, dx): (isize, isize)| {
-        let si = (i as isize - dy).clamp(0, h as isize - 1) as usize;
-        let sj = (j as isize - dx).clamp(0, w as isize - 1) as usize;
-        si * w + sj
-    };
-    let (mut target, mut moved) = (frames.to_vec(), mask.to_vec());
-    for f in 0..n {
-        let fm = &mask[f * plane..][..plane];
-        // Every pixel a shift can touch: the objects' box, `max_px` wider each way.
-        let Some(rows) = span((0..h).filter(|&i| fm[i * w..][..w].iter().any(|&v| v > 0.0))) else {
-            continue;
-        };
-        let cols = span((0..w).filter(|&j| (0..h).any(|i| fm[i * w + j] > 0.0))).unwrap_or((0, 0));
-        let reach = |(lo, hi): (usize, usize), len: usize| {
-            lo.saturating_sub(max_px)..(hi + max_px + 1).min(len)
-        };
-        let (rows, cols) = (reach(rows, h), reach(cols, w));
-        let near: Vec<usize> = rows
-            .flat_map(|i| cols.clone().map(move |j| i * w + j))
-            .collect();
-        let covered = |p: usize, shift| fm[p] > 0.0 || fm[from(p / w, p % w, shift)] > 0.0;
-        let miss = |shift: (isize, isize)| -> f32 {
-            let mut e = 0.0;
-            for &p in near.iter().filter(|&&p| covered(p, shift)) {
-                let q = from(p / w, p % w, shift);
-                for c in 0..3 {
-                    let base = (f * 3 + c) * plane;
-                    e += (decoded[base + p] - frames[base + q]).powi(2);
-                }
-            }
-            e
-        };
-        let mut best = (shifts[0], miss(shifts[0]));
-        for &s in &shifts[1..] {
-            let e = miss(s);
-            if e < best.1 {
-                best = (s, e);
-            }
-        }
-        let shift = best.0;
-        for &p in near.iter().filter(|&&p| covered(p, shift)) {
-            let q = from(p / w, p % w, shift);
-            for c in 0..3 {
-                let base = (f * 3 + c) * plane;
-                target[base + p] = frames[base + q];
-            }
-            moved[f * plane + p] = fm[q].max(fm[p]);
-        }
-    }
-    (target, moved)
-}
-
-/// The first and last of an ascending run of indices.
-fn span(mut it: impl Iterator<Item = usize>) -> Option<(usize, usize)> {
-    let first = it.next()?;
-    Some((first, it.last().unwrap_or(first)))
-}
-
 pub(super) fn noise_like(noise: &mut SeededNoise, like: &Tensor) -> candle::Result<Tensor> {
     Tensor::from_vec(noise.sample(like.elem_count()), like.shape(), like.device())
 }
@@ -362,44 +303,40 @@ mod tests {
     use super::*;
     use crate::nano::world::Motion;
 
-    /// A frame `[1, 3, 6, 8]` of background `bg` with a 2x2 object of value 1 at (r, c), and
-    /// its mask.
-    fn frame_with_object(bg: f32, (r, c): (usize, usize)) -> (Vec<f32>, Vec<f32>) {
-        let (h, w) = (6, 8);
-        let mut rgb = vec![bg; 3 * h * w];
-        let mut mask = vec![0.0; h * w];
-        for i in r..r + 2 {
-            for j in c..c + 2 {
-                mask[i * w + j] = 1.0;
-                for ch in 0..3 {
-                    rgb[ch * h * w + i * w + j] = 1.0;
-                }
-            }
-        }
-        (rgb, mask)
-    }
-
-    /// The decoder drew the object 2 rows down and 1 column right of the clip's: the aligned
-    /// target has it where it was drawn, background where it was, and the mask moved with it;
-    /// beyond the reach of the shift the target stays as it was.
+    /// A shape-correcting point's Euler step to 0 lands on the clip's latent; its code
+    /// channels are the clip's, the rest the twin's; with the twin equal to the clip it is
+    /// flow matching's own point and target.
     #[test]
-    fn the_aligned_target_moves_the_object_to_where_it_was_drawn() {
-        let (frames, mask) = frame_with_object(-1.0, (1, 2));
-        let (drawn, drawn_mask) = frame_with_object(-1.0, (3, 3));
-        let dims = (1, 6, 8);
-        let (target, moved) = align_objects(&drawn, &frames, &mask, dims, 2);
-        assert_eq!(target, drawn);
-        for (p, (&m, &want)) in moved.iter().zip(&drawn_mask).enumerate() {
-            let old = mask[p];
-            assert!(m == want || (old > 0.0 && m == old), "mask at {p}: {m}");
-        }
-        // Out of reach (a shift of 1 cannot move it 2 rows): the best it can do is half way.
-        let (target, _) = align_objects(&drawn, &frames, &mask, dims, 1);
-        assert_ne!(target, drawn);
-        assert_ne!(target, frames);
-        // Drawn in place: nothing moves.
-        let (target, moved) = align_objects(&frames, &frames, &mask, dims, 3);
-        assert_eq!((target, moved), (frames, mask));
+    fn a_shape_correcting_step_to_zero_lands_on_the_clips_latent() {
+        let dev = Device::Cpu;
+        let zv = Tensor::randn(0f32, 1.0, (1, 5, 2, 3, 4), &dev).unwrap();
+        let zt = Tensor::randn(0f32, 1.0, (1, 5, 2, 3, 4), &dev).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let sigma = 0.4;
+        let (x, v) = shape_correction(&zv, &zt, 2, sigma, &mut SeededNoise::new(3)).unwrap();
+        let landed = (&x - (&v * sigma).unwrap()).unwrap();
+        assert!(max_diff(&landed, &zv) < 1e-5);
+        // The same noise on the start: its first two channels are the clip's, the rest the twin's.
+        let (e_start, _) = noised(&zv, sigma, &mut SeededNoise::new(3)).unwrap();
+        let (t_start, _) = noised(&zt, sigma, &mut SeededNoise::new(3)).unwrap();
+        let part = |t: &Tensor, from: usize, n: usize| t.narrow(1, from, n).unwrap();
+        assert!(max_diff(&part(&x, 0, 2), &part(&e_start, 0, 2)) < 1e-6);
+        assert!(max_diff(&part(&x, 2, 3), &part(&t_start, 2, 3)) < 1e-6);
+        assert!(max_diff(&part(&x, 2, 3), &part(&e_start, 2, 3)) > 0.1);
+        // Twin == clip: flow matching's point and velocity `e - zv`.
+        let (x, v) = shape_correction(&zv, &zv, 2, sigma, &mut SeededNoise::new(3)).unwrap();
+        let (xf, e) = noised(&zv, sigma, &mut SeededNoise::new(3)).unwrap();
+        assert!(max_diff(&x, &xf) < 1e-6);
+        assert!(max_diff(&v, &(e - &zv).unwrap()) < 1e-4);
     }
 
     /// The picture-timed target of the cue stage: on the world's own picture of a bounce the

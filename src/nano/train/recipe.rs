@@ -144,14 +144,6 @@ pub struct TrainConfig {
     /// false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
-    /// With `video_decoder_dit_sigma`: each decoded frame is scored against its clip's frame
-    /// with the objects moved by the shift of up to this many pixels each way that fits the
-    /// decoded frame best (the background stays put, the objects' old places take the
-    /// background beside them). A walk from high noise puts the object a few pixels from its
-    /// clip's; scored in place, the decoder's best answer is the blur of the places it might
-    /// be, which rounds a square's corners. 0: off.
-    #[serde(default)]
-    pub video_decoder_align_px: usize,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -452,7 +444,6 @@ impl TrainConfig {
             video_decoder_temporal_mix: true,
             video_decoder_dit_sigma: 1.0,
             video_decoder_dit_walk: true,
-            video_decoder_align_px: 0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -653,15 +644,6 @@ impl TrainConfig {
                  and 1 (the DiT's estimate from pure noise)",
             );
         }
-        if self.video_decoder_align_px > 0 && self.video_decoder_dit_sigma <= 0.0 {
-            return bad(
-                "video_decoder_align_px aligns the objects of the DiT's estimates: set \
-                 video_decoder_dit_sigma above 0 too, or the shift to 0",
-            );
-        }
-        if self.video_decoder_align_px > 8 {
-            return bad("video_decoder_align_px is a shift in pixels from 0 to 8");
-        }
         if self.video_decoder_dit_walk && self.video_decoder_dit_sigma <= 0.0 {
             return bad(
                 "video_decoder_dit_walk walks the DiT down from video_decoder_dit_sigma: \
@@ -839,20 +821,19 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 7] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 7] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 6] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
-    "video_decoder_align_px",
 ];
 
 /// Settings measured, not adopted and removed (models/nano/README.md, "Retired settings"),
 /// each with the happyhorse commit that last had it; 0 or false means off, and a checkpoint
 /// trained with one on is another run's.
-const RETIRED_SETTINGS: [(&str, &str); 9] = [
+const RETIRED_SETTINGS: [(&str, &str); 10] = [
     ("codec_shape_invariance", "cd4d394"),
     ("codec_shape_box", "cd4d394"),
     ("video_decoder_code_swap", "cd4d394"),
@@ -862,6 +843,7 @@ const RETIRED_SETTINGS: [(&str, &str); 9] = [
     ("video_decoder_refine", "cd4d394"),
     ("video_decoder_shape_token", "cd4d394"),
     ("video_decoder_contact_weight", "e5cca17"),
+    ("video_decoder_align_px", "af9a55a"),
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.
@@ -1046,6 +1028,11 @@ mod tests {
                 "video_decoder_contact_weight",
                 serde_json::json!(0.0),
                 serde_json::json!(8.0),
+            ),
+            (
+                "video_decoder_align_px",
+                serde_json::json!(0),
+                serde_json::json!(4),
             ),
         ] {
             let mut saved = now.clone();

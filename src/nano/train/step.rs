@@ -173,18 +173,7 @@ impl Run<'_> {
             (z + (e * level)?)?
         };
         let y = m.video_decoder.decode(&z)?;
-        let max_px = self.cfg.video_decoder_align_px;
-        if dit_sigma.is_none() || max_px == 0 {
-            return weighted_mse(&y, &x, &self.pixel_weights(clip)?);
-        }
-        let dims = (clip.n_frames, clip.height, clip.width);
-        let decoded = y.detach().flatten_all()?.to_vec1::<f32>()?;
-        let frames = x.flatten_all()?.to_vec1::<f32>()?;
-        let (target, mask) = align_objects(&decoded, &frames, &clip.object_mask, dims, max_px);
-        let target = Tensor::from_vec(target, x.shape(), &self.dev)?;
-        let shape = (clip.n_frames, 1, clip.height, clip.width);
-        let w = weights(&mask, shape, self.cfg.codec_object_weight, &self.dev)?;
-        weighted_mse(&y, &target, &w)
+        weighted_mse(&y, &x, &self.pixel_weights(clip)?)
     }
 
     /// The DiT's estimate of `clip`'s video and audio latents from its latents noised to
@@ -347,28 +336,20 @@ impl Run<'_> {
             _ => None,
         };
 
-        let (xv, ev) = match corrected {
+        let (xv, target_v) = match corrected {
             Some(_) => {
-                // The twin's picture under this clip's shape code: at the sampler's last steps
-                // the DiT's code already names the caption's shape, its outline does not.
                 let zt = clip_latents(m, lat, &twin(), &self.dev)?.0;
-                let c = zt.dim(1)?;
                 let code = if self.cfg.codec_shape_weight > 0.0 {
                     SHAPE_CODE
                 } else {
                     0
                 };
-                let start =
-                    Tensor::cat(&[zv.narrow(1, 0, code)?, zt.narrow(1, code, c - code)?], 1)?;
-                noised(&start, sigma, &mut noise)?
+                shape_correction(&zv, &zt, code, sigma, &mut noise)?
             }
-            None => noised(&zv, sigma, &mut noise)?,
-        };
-        // The velocity whose step to 0 lands on this clip's latent: for a clip's own noised
-        // latent that is `ev - zv`.
-        let target_v = match corrected {
-            Some(s) => ((&xv - &zv)? / s)?,
-            None => (ev - &zv)?,
+            None => {
+                let (xv, ev) = noised(&zv, sigma, &mut noise)?;
+                (xv, (ev - &zv)?)
+            }
         };
         let (xa, ea) = noised(&za, sigma_audio, &mut noise)?;
         let n_audio = za.dim(1)?;
