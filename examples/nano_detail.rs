@@ -220,12 +220,7 @@ fn main() -> Result<()> {
             .take(PER_SHAPE)
             .collect();
         for (i, clip) in picked {
-            let other = if want == Shape::Ball {
-                Shape::Square
-            } else {
-                Shape::Ball
-            };
-            twins.push(sampler.clip_with(SEED, TAG, i, |s| s.object.shape = other));
+            twins.push(sampler.clip_with(SEED, TAG, i, |s| s.object.shape = want.twin()));
             clips.push(clip);
         }
     }

@@ -301,6 +301,7 @@ pub(super) fn libm_erf(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::max_abs_diff;
     use crate::nano::world::Motion;
 
     /// A shape-correcting point's Euler step to 0 lands on the clip's latent; its code
@@ -311,32 +312,22 @@ mod tests {
         let dev = Device::Cpu;
         let zv = Tensor::randn(0f32, 1.0, (1, 5, 2, 3, 4), &dev).unwrap();
         let zt = Tensor::randn(0f32, 1.0, (1, 5, 2, 3, 4), &dev).unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
         let sigma = 0.4;
         let (x, v) = shape_correction(&zv, &zt, 2, sigma, &mut SeededNoise::new(3)).unwrap();
         let landed = (&x - (&v * sigma).unwrap()).unwrap();
-        assert!(max_diff(&landed, &zv) < 1e-5);
+        assert!(max_abs_diff(&landed, &zv) < 1e-5);
         // The same noise on the start: its first two channels are the clip's, the rest the twin's.
         let (e_start, _) = noised(&zv, sigma, &mut SeededNoise::new(3)).unwrap();
         let (t_start, _) = noised(&zt, sigma, &mut SeededNoise::new(3)).unwrap();
         let part = |t: &Tensor, from: usize, n: usize| t.narrow(1, from, n).unwrap();
-        assert!(max_diff(&part(&x, 0, 2), &part(&e_start, 0, 2)) < 1e-6);
-        assert!(max_diff(&part(&x, 2, 3), &part(&t_start, 2, 3)) < 1e-6);
-        assert!(max_diff(&part(&x, 2, 3), &part(&e_start, 2, 3)) > 0.1);
+        assert!(max_abs_diff(&part(&x, 0, 2), &part(&e_start, 0, 2)) < 1e-6);
+        assert!(max_abs_diff(&part(&x, 2, 3), &part(&t_start, 2, 3)) < 1e-6);
+        assert!(max_abs_diff(&part(&x, 2, 3), &part(&e_start, 2, 3)) > 0.1);
         // Twin == clip: flow matching's point and velocity `e - zv`.
         let (x, v) = shape_correction(&zv, &zv, 2, sigma, &mut SeededNoise::new(3)).unwrap();
         let (xf, e) = noised(&zv, sigma, &mut SeededNoise::new(3)).unwrap();
-        assert!(max_diff(&x, &xf) < 1e-6);
-        assert!(max_diff(&v, &(e - &zv).unwrap()) < 1e-4);
+        assert!(max_abs_diff(&x, &xf) < 1e-6);
+        assert!(max_abs_diff(&v, &(e - &zv).unwrap()) < 1e-4);
     }
 
     /// The picture-timed target of the cue stage: on the world's own picture of a bounce the

@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::nano::world::{Scene, Shape};
+use crate::nano::world::Scene;
 
 use candle::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_core as candle;
@@ -228,13 +228,10 @@ impl Run<'_> {
         self.clip_edited(stage, step, k, |_| {})
     }
 
-    /// [`Self::clip`]'s twin: the same scene with another shape (a ball's is a square, a
-    /// square's or a triangle's a ball), the same length, span, placement and timing.
+    /// [`Self::clip`]'s twin: the same scene with its [`Shape::twin`](crate::nano::world::Shape::twin),
+    /// the same length, span, placement and timing.
     fn twin(&self, stage: Stage, step: usize, k: usize, clip: &Clip) -> Clip {
-        let other = match clip.scene.object.shape {
-            Shape::Ball => Shape::Square,
-            Shape::Square | Shape::Triangle => Shape::Ball,
-        };
+        let other = clip.scene.object.shape.twin();
         self.clip_edited(stage, step, k, |s| s.object.shape = other)
     }
 

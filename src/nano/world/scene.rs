@@ -34,6 +34,17 @@ vocabulary!(
     Background { NightSky => "night sky", Grass => "grass field", Desert => "desert sand", Studio => "studio" }
 );
 vocabulary!(Shape { Ball => "ball", Square => "square", Triangle => "triangle" });
+
+impl Shape {
+    /// The shape a diagnostic or a shape-correcting clip swaps this one for: a ball's is a
+    /// square, a square's or a triangle's a ball (the blob the DiT draws for either).
+    pub fn twin(self) -> Shape {
+        match self {
+            Shape::Ball => Shape::Square,
+            Shape::Square | Shape::Triangle => Shape::Ball,
+        }
+    }
+}
 vocabulary!(
     /// Object colours, chosen far apart in RGB and away from every background palette.
     Color {
