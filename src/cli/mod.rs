@@ -245,10 +245,10 @@ pub enum TrainCommand {
         #[arg(long)]
         dit_steps: Option<usize>,
         /// Steps of the DiT's second phase (a warm restart of its learning rate after
-        /// --dit-steps); rerun a finished run with it to extend that run.
+        /// --dit-steps; the recipe: 2000); rerun a finished run with more to extend it.
         #[arg(long)]
         dit_restart_steps: Option<usize>,
-        /// Peak learning rate of the second phase.
+        /// Peak learning rate of the second phase (the recipe: 3e-4).
         #[arg(long)]
         dit_restart_lr: Option<f64>,
         /// Object weight of the second phase (default: the first phase's).
@@ -263,7 +263,7 @@ pub enum TrainCommand {
         #[arg(long)]
         dit_restart_caption_dropout: Option<f64>,
         /// Share of the second phase's clips that start from their twin of another shape and
-        /// are led to their own shape (0: none, the recipe).
+        /// are led to their own shape (the recipe: 0.5; 0: none).
         #[arg(long)]
         dit_restart_shape_swap: Option<f32>,
         /// Weight of the sync probe in the DiT stage (a read-out of the hits' audio frames

@@ -754,3 +754,45 @@ fn the_cue_stage_can_decode_the_dits_own_sound_and_picture() {
         "{msg}"
     );
 }
+
+/// The (stage, step, loss) of every step of a smoke run with a 3-step restart phase whose
+/// clips are shape-corrected with probability `swap`.
+fn restart_losses(swap: f32) -> Vec<(Stage, usize, f32)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = TrainConfig::smoke(dir.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.dit_restart_steps = 3;
+    cfg.dit_restart_lr = 1e-3;
+    cfg.dit_restart_shape_swap = swap;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
+    let mut steps = Vec::new();
+    run(cfg, &Device::Cpu, &mut |p| {
+        steps.push((p.stage, p.step, p.loss))
+    })
+    .expect("training runs");
+    steps.into_iter().filter(|s| s.0 == Stage::Dit).collect()
+}
+
+#[test]
+fn the_recipes_shape_swap_restart_trains_and_changes_only_the_restart_phase() {
+    let recipe = TrainConfig::nano("run".into());
+    assert_eq!(
+        (recipe.dit_restart_steps, recipe.dit_restart_shape_swap),
+        (2000, 0.5)
+    );
+
+    let swapped = restart_losses(1.0);
+    let plain = restart_losses(0.0);
+    assert_eq!(
+        swapped.iter().map(|s| s.1).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    assert!(swapped.iter().all(|s| s.2.is_finite()), "{swapped:?}");
+    // The first phase never sees a twin; every step of the restart trains on one.
+    assert_eq!(&swapped[..3], &plain[..3]);
+    for (a, b) in swapped[3..].iter().zip(&plain[3..]) {
+        assert_ne!(a.2, b.2, "step {}: the swap did not change the clip", a.1);
+    }
+}

@@ -675,6 +675,9 @@ mod tests {
         let path = Path::new("run/checkpoint/state.json");
         let first = TrainConfig {
             dit_steps: 10000,
+            dit_restart_steps: 0,
+            dit_restart_lr: 0.0,
+            dit_restart_shape_swap: 0.0,
             ..TrainConfig::nano(PathBuf::from("run"))
         };
         let extended = TrainConfig {

@@ -25,10 +25,11 @@ pub struct TrainConfig {
     /// Steps of a second DiT phase after `dit_steps`: a warm restart of the learning-rate
     /// schedule at `dit_restart_lr`, again warmed up and cosine-decayed to 10%. The first
     /// phase is untouched by it, so a finished run is extended by rerunning it with these set.
-    /// Not in the recipe: 3000 steps at 3e-4 after a first phase of 10000 (32 min) scored 60.0% /
-    /// 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes), within the noise;
-    /// after the recipe's 15000 (23 min), 78.4% / 81.1% over two eval seeds against 79.4% /
-    /// 79.2% (models/nano/README.md, "A restart phase after the 15000 steps").
+    /// The recipe: 2000 steps at 3e-4 with the shape swap (below), since 2026-12-06. Plain
+    /// restarts measured before it: 3000 steps at 3e-4 after a first phase of 10000 (32 min)
+    /// scored 60.0% / 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes),
+    /// within the noise; after the 15000 (23 min), 78.4% / 81.1% over two eval seeds against
+    /// 79.4% / 79.2% (models/nano/README.md, "A restart phase after the 15000 steps").
     #[serde(default)]
     pub dit_restart_steps: usize,
     /// Peak learning rate of the restart phase.
@@ -56,12 +57,13 @@ pub struct TrainConfig {
     /// noised to a level drawn from [`SHAPE_SWAP_SIGMA`], with the velocity that leads to
     /// this clip's latent under this clip's caption. The DiT draws a square's layout as a
     /// ball's at high noise and keeps what it is given below 0.4; so taught, the sampler's
-    /// last steps can still turn the blob into what the caption asks. 0: off, the recipe.
-    /// Measured 2026-12-06 (models/nano/README.md, "Why the DiT's squares come out round"):
-    /// 2000 steps at lr 3e-4 and 0.5 after the committed DiT raised the squares' fill from
-    /// 0.840 / 0.788 to 0.857 / 0.815 over two eval seeds (squares 14 of 71 against 7) but
-    /// cost triangles and colour (57 of 84 against 66; 83.1% / 80.6% adherence against
-    /// 83.1% / 83.1%), where the same restart without it scored 83.3% / 85.0% at seed 0.
+    /// last steps can still turn the blob into what the caption asks. 0: off. The recipe:
+    /// 0.5, since 2026-12-06 (models/nano/README.md, "The restart phase with the shape
+    /// swap"): the full run with it (2000 steps at lr 3e-4, then the decoder stages) scored
+    /// 85.3% / 81.1% adherence over two eval seeds against 83.1% / 83.1% without the phase,
+    /// sync p90 0.29-0.39 s against 0.55-1.58 s, squares 13 of 71 against 7. A restart
+    /// without the swap (from the same DiT, fresh optimizer, the earlier decoder) scored
+    /// 83.3% / 85.0% at seed 0, squares 5 of 39; with the swap so, 83.3% / 82.2%, squares 9.
     #[serde(default)]
     pub dit_restart_shape_swap: f32,
     /// Steps of a last stage that trains the audio decoder alone on the frozen encoder's
@@ -393,23 +395,25 @@ impl TrainConfig {
         16
     }
 
-    /// The recipe behind the committed `models/nano/` weights, about 2 h 50 min on the 2-core
-    /// CPU alone (3 h 18 min as logged, its first two stages sharing the CPU at times;
-    /// `models/nano/TRAINING_LOG.txt`):
+    /// The recipe behind the committed `models/nano/` weights, about 2 h 4 min on the 2-core
+    /// CPU alone (`models/nano/TRAINING_LOG.txt`; its codec stage shared the CPU when logged):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
     ///   53 min in the logged run, which shared the CPU), the audio codec beside it for 12000
     ///   steps (~20 ms/step once alone, 3 min), each clipped and scheduled on its own;
     /// - DiT: 15000 steps of 2 clips of 2-6 latent frames (5-21 frames, 0.6-2.6 s; the 4 s
-    ///   default clip is 9; a step's clips share a length), ~0.39 s/step with a worker per
-    ///   core (0.43 before rope, AdamW and the EMA ran as one op each), ~98 min (10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
+    ///   default clip is 9; a step's clips share a length), 0.23 s/step with a worker per
+    ///   core on the machine of 2026-12-06's afternoon (58 min; 0.39-0.43 s/step logged
+    ///   before; 10000 steps scored 2.8 / 4.4 points less over two eval seeds: the
     ///   video loss was still falling at their end); the timing of every clip's motion at
     ///   the middle of the world's ranges (`physics_spread` 0: one trajectory per motion,
-    ///   size and camera); the text probe trains beside it; the export is the EMA of its weights;
+    ///   size and camera); the text probe trains beside it; then a restart of 2000 steps at
+    ///   lr 3e-4 whose clips half start from a twin of another shape (`dit_restart_shape_swap`,
+    ///   0.25 s/step, 8 min); the export is the EMA of its weights;
     /// - the audio decoder alone 6000 steps (~13 ms/step, under 2 min) on the frozen
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
     ///   latents sat near silence's and decoded to a hum at -45 to -56 dBFS; after this stage
     ///   they decode to silence and loud clips keep their level (measured in the README);
-    /// - the video decoder alone 1000 steps (~1.3 s/step, 23 min), its temporal-mix layers
+    /// - the video decoder alone 1000 steps (0.9 s/step, 15 min; 1.3 s/step logged before), its temporal-mix layers
     ///   from the identity, on the DiT's walks from noise levels up to 1 down the sampler's
     ///   schedule (guided as the sampler), against the DiT's own clips' frames: the decoder
     ///   learns what the DiT's finished latents mean (measured in the README).
@@ -430,12 +434,12 @@ impl TrainConfig {
             codec_steps: 3600,
             audio_codec_steps: 12000,
             dit_steps: 15000,
-            dit_restart_steps: 0,
-            dit_restart_lr: 0.0,
+            dit_restart_steps: 2000,
+            dit_restart_lr: 3e-4,
             dit_restart_object_weight: None,
             dit_restart_impact_weight: None,
             dit_restart_caption_dropout: None,
-            dit_restart_shape_swap: 0.0,
+            dit_restart_shape_swap: 0.5,
             audio_decoder_steps: 6000,
             audio_decoder_lr: 5e-4,
             audio_decoder_noise: AUDIO_DECODER_NOISE,
@@ -501,6 +505,9 @@ impl TrainConfig {
             codec_steps: 12,
             audio_codec_steps: 12,
             dit_steps: 12,
+            dit_restart_steps: 0,
+            dit_restart_lr: 0.0,
+            dit_restart_shape_swap: 0.0,
             audio_decoder_steps: 12,
             video_decoder_steps: 12,
             batch: 1,
@@ -566,7 +573,8 @@ impl TrainConfig {
         }
         if self.dit_restart_shape_swap > 0.0 && self.dit_restart_steps == 0 {
             return bad(
-                "dit_restart_shape_swap trains in the restart phase: set dit_restart_steps",
+                "dit_restart_shape_swap trains in the restart phase: set dit_restart_steps, or \
+                 --dit-restart-shape-swap 0 for a run without that phase",
             );
         }
         if let Some(p) = self.dit_restart_caption_dropout {
