@@ -413,10 +413,11 @@ impl TrainConfig {
     ///   encoder's latents plus up to half a latent std of noise: the DiT's "silent" audio
     ///   latents sat near silence's and decoded to a hum at -45 to -56 dBFS; after this stage
     ///   they decode to silence and loud clips keep their level (measured in the README);
-    /// - the video decoder alone 1000 steps (0.9 s/step, 15 min; 1.3 s/step logged before), its temporal-mix layers
-    ///   from the identity, on the DiT's walks from noise levels up to 1 down the sampler's
-    ///   schedule (guided as the sampler), against the DiT's own clips' frames: the decoder
-    ///   learns what the DiT's finished latents mean (measured in the README).
+    /// - the video decoder alone 1000 steps (0.9 s/step, 15 min; 1.3 s/step logged before),
+    ///   its temporal-mix layers from the identity, on the DiT's walks from noise levels up
+    ///   to 1 down the sampler's schedule (guided as the sampler), against the DiT's own
+    ///   clips' frames: the decoder learns what the DiT's finished latents mean (measured in
+    ///   the README).
     ///
     /// The codec stage weighs the objects' pixels up 9x and the audio frames of each hit 5x,
     /// and its audio loss reads the loudness envelope in log energy (level and rise), which
