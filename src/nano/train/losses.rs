@@ -41,14 +41,13 @@ pub fn blur_cells(code: &Tensor) -> candle::Result<Tensor> {
 }
 
 /// The per-channel scale of the video-decoder stage's latent noise: each channel's std, but
-/// with a shape code its channels stay clean, since they are what the DiT gets right and the
-/// decoder is to draw the shape from them when the rest is noisy.
-pub(super) fn decoder_noise_std(video_std: &[f32], shape_code: bool) -> Vec<f32> {
-    let skip = if shape_code { SHAPE_CODE } else { 0 };
+/// the first `code` channels (the shape code, if any) stay clean, since they are what the DiT
+/// gets right and the decoder is to draw the shape from them when the rest is noisy.
+pub(super) fn decoder_noise_std(video_std: &[f32], code: usize) -> Vec<f32> {
     video_std
         .iter()
         .enumerate()
-        .map(|(c, &s)| if c < skip { 0.0 } else { s })
+        .map(|(c, &s)| if c < code { 0.0 } else { s })
         .collect()
 }
 
@@ -511,8 +510,11 @@ mod tests {
     #[test]
     fn the_video_decoder_stage_leaves_a_shape_codes_channels_clean() {
         let std = [0.1f32, 0.2, 0.3, 0.4, 0.5];
-        assert_eq!(decoder_noise_std(&std, false), std);
-        assert_eq!(decoder_noise_std(&std, true), [0.0, 0.0, 0.0, 0.4, 0.5]);
+        assert_eq!(decoder_noise_std(&std, 0), std);
+        assert_eq!(
+            decoder_noise_std(&std, SHAPE_CODE),
+            [0.0, 0.0, 0.0, 0.4, 0.5]
+        );
     }
 
     #[test]

@@ -773,6 +773,16 @@ impl TrainConfig {
         }
     }
 
+    /// Latent channels the video codec gives its shape code: [`SHAPE_CODE`] when it trains
+    /// one (`codec_shape_weight` > 0), else none.
+    pub(super) fn shape_code_channels(&self) -> usize {
+        if self.codec_shape_weight > 0.0 {
+            SHAPE_CODE
+        } else {
+            0
+        }
+    }
+
     /// Whether any phase trains the sync probe.
     pub(super) fn has_sync_probe(&self) -> bool {
         self.sync_probe_weight > 0.0 || self.dit_restart_sync_probe_weight.unwrap_or(0.0) > 0.0

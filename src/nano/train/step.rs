@@ -167,7 +167,7 @@ impl Run<'_> {
         } else {
             let z = m.video_encoder.encode(&x)?.detach();
             let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
-            let std = decoder_noise_std(&lat.video_std, self.cfg.codec_shape_weight > 0.0);
+            let std = decoder_noise_std(&lat.video_std, self.cfg.shape_code_channels());
             let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
             let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
             (z + (e * level)?)?
@@ -339,11 +339,7 @@ impl Run<'_> {
         let (xv, target_v) = match corrected {
             Some(_) => {
                 let zt = clip_latents(m, lat, &twin(), &self.dev)?.0;
-                let code = if self.cfg.codec_shape_weight > 0.0 {
-                    SHAPE_CODE
-                } else {
-                    0
-                };
+                let code = self.cfg.shape_code_channels();
                 shape_correction(&zv, &zt, code, sigma, &mut noise)?
             }
             None => {
