@@ -29,7 +29,9 @@ pub struct TrainConfig {
     /// restarts measured before it: 3000 steps at 3e-4 after a first phase of 10000 (32 min)
     /// scored 60.0% / 58.9% adherence against 57.2% / 58.3% (`eval nano`, 60 + 60 scenes),
     /// within the noise; after the 15000 (23 min), 78.4% / 81.1% over two eval seeds against
-    /// 79.4% / 79.2% (models/nano/README.md, "A restart phase after the 15000 steps").
+    /// 79.4% / 79.2% (models/nano/README.md, "A restart phase after the 15000 steps"). With
+    /// the swap, 4000 steps scored 82.8% / 80.3% over two eval seeds against the 2000's 85.3%
+    /// / 81.1% ("The control: the restart without the swap").
     #[serde(default)]
     pub dit_restart_steps: usize,
     /// Peak learning rate of the restart phase.
