@@ -362,6 +362,29 @@ impl EvalReport {
         Ok(serde_json::to_string_pretty(self)?)
     }
 
+    /// Shapes read right over every clip, by asked shape (the rows, [`Shape::ALL`]'s order)
+    /// and asked motion (the columns, [`Motion::ALL`]'s): `(right, asked)` per cell. Where a
+    /// shape is lost, this says under which motion.
+    pub fn shape_by_motion(&self) -> Vec<(Shape, Vec<(usize, usize)>)> {
+        Shape::ALL
+            .iter()
+            .map(|&shape| {
+                let cells = Motion::ALL
+                    .iter()
+                    .map(|&motion| {
+                        let asked = self
+                            .clips
+                            .iter()
+                            .filter(|c| c.want_shape == shape && c.want_motion == motion);
+                        let right = asked.clone().filter(|c| c.shape_ok()).count();
+                        (right, asked.count())
+                    })
+                    .collect();
+                (shape, cells)
+            })
+            .collect()
+    }
+
     pub fn write_json(&self, path: &Path) -> Result<(), EvalError> {
         std::fs::write(path, self.to_json()?).map_err(|source| EvalError::Io {
             path: path.to_path_buf(),
@@ -440,6 +463,19 @@ impl fmt::Display for EvalReport {
                 s.sync_contacts,
                 s.sync_unmatched
             )?;
+        }
+        write!(f, "shape read right by motion, all splits:\n{:<16}", "")?;
+        for m in Motion::ALL {
+            write!(f, " {:>11}", m.name())?;
+        }
+        writeln!(f, " {:>11}", "all")?;
+        for (shape, cells) in self.shape_by_motion() {
+            write!(f, "{:<16}", shape.name())?;
+            for (right, asked) in &cells {
+                write!(f, " {:>11}", format!("{right}/{asked}"))?;
+            }
+            let (right, asked) = cells.iter().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+            writeln!(f, " {:>11}", format!("{right}/{asked}"))?;
         }
         writeln!(
             f,
@@ -703,6 +739,73 @@ mod tests {
         assert_eq!(percentile(&v, 0.9), Some(9.0));
         assert_eq!(percentile(&[3.0], 0.9), Some(3.0));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    /// The breakdown counts each clip once, in its asked shape's row and asked motion's
+    /// column, and the table prints it.
+    #[test]
+    fn shapes_are_counted_by_asked_shape_and_motion() {
+        let clip = |shape: Shape, motion: Motion, got: Option<Shape>| ClipRecord {
+            split: Split::InDistribution,
+            index: 0,
+            scene_seed: 0,
+            caption: "c".into(),
+            want_color: Color::Red,
+            want_shape: shape,
+            want_motion: motion,
+            want_background: Background::Grass,
+            want_silent: false,
+            want_sound: false,
+            want_contacts: 0,
+            want_contacts_s: vec![],
+            got_color: Some(Color::Red),
+            got_shape: got,
+            got_shape_measures: None,
+            got_motion: Some(motion),
+            got_background: Background::Grass,
+            got_silent: false,
+            got_loudness_dbfs: -20.0,
+            visual_contacts: 0,
+            visual_contacts_s: vec![],
+            onsets_s: vec![],
+            sync_errors_ms: vec![],
+            sync_unmatched: 0,
+            generate_s: 0.0,
+        };
+        let clips = vec![
+            clip(Shape::Square, Motion::SlideLeft, Some(Shape::Ball)),
+            clip(Shape::Square, Motion::SlideLeft, Some(Shape::Square)),
+            clip(Shape::Square, Motion::Still, Some(Shape::Square)),
+            clip(Shape::Ball, Motion::Orbit, None),
+        ];
+        let report = EvalReport {
+            config: EvalConfig::new(PathBuf::from("m")),
+            steps: 8,
+            cfg_steps: Some(5),
+            order: SampleOrder::Joint,
+            frame_ms: 41.7,
+            splits: vec![],
+            clips,
+            wall_s: 1.0,
+            mean_generate_s: 0.25,
+        };
+        let table = report.shape_by_motion();
+        let cell = |shape: Shape, motion: Motion| {
+            let row = &table.iter().find(|(s, _)| *s == shape).unwrap().1;
+            row[Motion::ALL.iter().position(|&m| m == motion).unwrap()]
+        };
+        assert_eq!(cell(Shape::Square, Motion::SlideLeft), (1, 2));
+        assert_eq!(cell(Shape::Square, Motion::Still), (1, 1));
+        assert_eq!(cell(Shape::Ball, Motion::Orbit), (0, 1));
+        assert_eq!(cell(Shape::Triangle, Motion::Bounce), (0, 0));
+        let asked: usize = table.iter().flat_map(|(_, r)| r.iter().map(|c| c.1)).sum();
+        assert_eq!(asked, 4);
+        let shown = report.to_string();
+        let square = shown.lines().find(|l| l.starts_with("square")).unwrap();
+        assert_eq!(
+            square.split_whitespace().collect::<Vec<_>>(),
+            ["square", "0/0", "1/2", "0/0", "0/0", "0/0", "1/1", "2/3"]
+        );
     }
 
     #[test]
