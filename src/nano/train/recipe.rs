@@ -356,7 +356,8 @@ pub struct TrainConfig {
     /// End this session after this many steps (checkpointed; rerun to resume).
     pub stop_after: Option<usize>,
     /// Decay of the average of the DiT stage's weights that the model exports; 0 exports
-    /// the last step's weights.
+    /// the last step's weights. The recipe's last-step weights scored 85.0% / 77.6% against
+    /// its average's 86.5% / 80.9% (`eval nano --scenes 60`, seeds 0-2, models/nano/README.md).
     #[serde(default)]
     pub ema_decay: f64,
     /// Start a new run from the codecs (weights and latent statistics) of this model folder
