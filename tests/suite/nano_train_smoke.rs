@@ -538,6 +538,71 @@ fn an_audio_decoder_that_hears_the_picture_trains_from_a_finished_model_and_gene
     assert!(err.contains("--audio-decoder-video-cue true"), "{err}");
 }
 
+#[test]
+fn a_video_decoder_that_hears_the_sound_trains_from_a_finished_model_and_generates() {
+    let (a, b, c) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut cfg = TrainConfig::smoke(a.path().to_path_buf());
+    cfg.codec_steps = 2;
+    cfg.dit_steps = 3;
+    cfg.audio_decoder_steps = 0;
+    cfg.video_decoder_steps = 0;
+    let done = run(cfg.clone(), &Device::Cpu, &mut |_| {}).expect("first run");
+
+    // Half the stage's clips from the DiT's walks, half from the encoders: a share outside
+    // [0, 1] is refused by name.
+    let mut cued = cfg.clone();
+    cued.out_dir = b.path().to_path_buf();
+    cued.video_decoder_from = Some(done.model_dir.clone());
+    cued.video_decoder_steps = 6;
+    cued.video_decoder_dit_sigma = 1.0;
+    cued.video_decoder_dit_walk = true;
+    cued.video_decoder_sound_cue = true;
+    cued.video_decoder_codec_share = 1.5;
+    let err = run(cued.clone(), &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("video_decoder_codec_share"), "{err}");
+    cued.video_decoder_codec_share = 0.5;
+    let mut stages = Vec::new();
+    let heard = run(cued.clone(), &Device::Cpu, &mut |p| {
+        assert!(p.loss.is_finite(), "{}", p.loss);
+        stages.push(p.stage)
+    })
+    .expect("video-decoder stage from the model");
+    assert_eq!(stages, vec![Stage::VideoDecoder; 6]);
+
+    let (w0, w1) = (weights(&done.model_dir), weights(&heard.model_dir));
+    // The cue is new (4 linears), its `out` trained from zero; nothing but the video decoder
+    // moved.
+    let cue: Vec<&String> = w1
+        .keys()
+        .filter(|n| n.starts_with("video_decoder.sound."))
+        .collect();
+    assert_eq!(cue.len(), 8, "{cue:?}");
+    assert_eq!(w0.len() + 8, w1.len());
+    trained_from_zero(&w1, cue.into_iter().filter(|n| n.contains(".out.")));
+    only_changed_under(&w0, &w1, "video_decoder.");
+    assert_eq!(model_config(&heard.model_dir)["video"]["sound_cue"], true);
+
+    // The exported model generates with it: the decoder hears the sampled sound.
+    let clip = red_ball_clip(&heard.model_dir);
+    assert_eq!(clip.frames_rgb.len(), 8 * 24 * 32 * 3);
+    assert!(!clip.audio.is_empty() && clip.audio.iter().all(|x| x.is_finite()));
+
+    // A run from that model without the cue is refused rather than dropping it.
+    cued.out_dir = c.path().to_path_buf();
+    cued.video_decoder_from = Some(heard.model_dir.clone());
+    cued.video_decoder_sound_cue = false;
+    let err = run(cued, &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--video-decoder-sound-cue true"), "{err}");
+}
+
 /// The video-decoder stage's first loss of a short run whose stage decodes the DiT's estimates
 /// from noise levels up to `dit_sigma` (0: the encoder's latents, noise 0), `edit` applied.
 fn first_video_decoder_loss_with(dit_sigma: f32, edit: impl FnOnce(&mut TrainConfig)) -> f32 {

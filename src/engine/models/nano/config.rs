@@ -25,6 +25,12 @@ pub struct VideoCodecConfig {
     /// time a latent frame spans (0.25 s at 8 fps) for twice the video tokens.
     #[serde(default = "VideoCodecConfig::default_temporal_stride")]
     pub temporal_stride: usize,
+    /// The decoder also hears the sound ([`super::video_codec::SoundCue`]): each latent frame
+    /// is decoded knowing the audio latents of its pixel frames, one per frame, so a contact
+    /// the latent frame holds somewhere in its 0.5 s can land on the frame the hit sounds
+    /// in. Off in configs written before it existed.
+    #[serde(default)]
+    pub sound_cue: bool,
 }
 
 impl VideoCodecConfig {
@@ -247,6 +253,7 @@ impl NanoConfig {
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
                 temporal_stride: 4,
+                sound_cue: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
