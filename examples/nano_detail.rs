@@ -46,7 +46,7 @@ const SIGMA0: &str = "0,0.2,0.4,0.6,0.8,1";
 fn picture(m: &Nano, zv: &Tensor, clip: &Clip) -> Result<Vec<Frame>> {
     let lat = &m.cfg.latent;
     let z = nano::denormalize(zv, &lat.video_mean, &lat.video_std, 1)?;
-    let frames = ((m.video_decoder.decode(&z, None)?.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
+    let frames = ((m.video_decoder.decode(&z)?.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
         .round()?
         .permute((0, 2, 3, 1))?
         .to_dtype(DType::U8)?;

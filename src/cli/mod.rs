@@ -367,14 +367,6 @@ pub enum TrainCommand {
         /// sampler's schedule, on the DiT's own clips, instead of its one-step guess: true or false.
         #[arg(long)]
         video_decoder_dit_walk: Option<bool>,
-        /// Whether the video decoder hears the sound, the audio latents of each latent frame's
-        /// pixel frames (a cue trained in the video-decoder stage only): true or false.
-        #[arg(long)]
-        video_decoder_sound_cue: Option<bool>,
-        /// With --video-decoder-dit-sigma: the share of the video-decoder stage's clips decoded
-        /// from the encoders' latents rather than the DiT's estimate (0 to 1).
-        #[arg(long)]
-        video_decoder_codec_share: Option<f32>,
         #[arg(long)]
         batch: Option<usize>,
         /// DiT learning rate.
@@ -773,8 +765,6 @@ pub fn run(cli: Cli) -> CliResult {
                     video_decoder_temporal_mix,
                     video_decoder_dit_sigma,
                     video_decoder_dit_walk,
-                    video_decoder_sound_cue,
-                    video_decoder_codec_share,
                     batch,
                     dit_lr,
                     latent_frames,
@@ -845,10 +835,6 @@ pub fn run(cli: Cli) -> CliResult {
                 video_decoder_dit_sigma.unwrap_or(cfg.video_decoder_dit_sigma);
             cfg.video_decoder_dit_walk =
                 video_decoder_dit_walk.unwrap_or(cfg.video_decoder_dit_walk);
-            cfg.video_decoder_sound_cue =
-                video_decoder_sound_cue.unwrap_or(cfg.video_decoder_sound_cue);
-            cfg.video_decoder_codec_share =
-                video_decoder_codec_share.unwrap_or(cfg.video_decoder_codec_share);
             cfg.batch = batch.unwrap_or(cfg.batch);
             cfg.dit_lr = dit_lr.unwrap_or(cfg.dit_lr);
             let restart_given = dit_restart_latent_frames.is_some();

@@ -378,7 +378,6 @@ pub fn run(
     // The sampler walks the noise levels the DiT was trained on.
     model_cfg.sampler.shift = cfg.sigma_shift;
     model_cfg.video.temporal_mix = cfg.video_decoder_temporal_mix;
-    model_cfg.video.sound_cue = cfg.video_decoder_sound_cue;
     model_cfg = model_cfg.with_temporal_stride(cfg.video_temporal_stride);
     if cfg.video_latent_channels != model_cfg.video.latent_channels {
         model_cfg = model_cfg.with_video_latent_channels(cfg.video_latent_channels);

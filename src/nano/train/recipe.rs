@@ -154,18 +154,6 @@ pub struct TrainConfig {
     /// false: the one-step guess.
     #[serde(default)]
     pub video_decoder_dit_walk: bool,
-    /// The video decoder hears the sound ([`VideoCodecConfig::sound_cue`]): each latent frame
-    /// is decoded with the audio latents of its pixel frames, those of the same walk or
-    /// encoding as its video latent, so that a contact lands on the frame its hit sounds in.
-    /// The cue starts silent and trains in the video-decoder stage only.
-    #[serde(default)]
-    pub video_decoder_sound_cue: bool,
-    /// With `video_decoder_dit_sigma`: the share of the video-decoder stage's clips decoded
-    /// from the encoders' latents (the video's noised as with `video_decoder_noise`, the
-    /// sound's clean) rather than from the DiT's estimate: there the sound and the picture
-    /// always agree on when the hits come, which the DiT's walks from pure noise do not.
-    #[serde(default)]
-    pub video_decoder_codec_share: f32,
     /// Clips per optimizer step.
     pub batch: usize,
     /// Threads that render and differentiate the clips of a step at once. At Nano's sizes
@@ -470,8 +458,6 @@ impl TrainConfig {
             video_decoder_temporal_mix: true,
             video_decoder_dit_sigma: 1.0,
             video_decoder_dit_walk: true,
-            video_decoder_sound_cue: false,
-            video_decoder_codec_share: 0.0,
             batch: 2,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             codec_lr: 2e-3,
@@ -676,9 +662,6 @@ impl TrainConfig {
                  and 1 (the DiT's estimate from pure noise)",
             );
         }
-        if !(0.0..=1.0).contains(&self.video_decoder_codec_share) {
-            return bad("video_decoder_codec_share is a share of the clips: between 0 and 1");
-        }
         if self.video_decoder_dit_walk && self.video_decoder_dit_sigma <= 0.0 {
             return bad(
                 "video_decoder_dit_walk walks the DiT down from video_decoder_dit_sigma: \
@@ -869,21 +852,19 @@ pub(super) const AUDIO_DECODER_SETTINGS: [&str; 7] = [
 ];
 
 /// Settings of the video-decoder stage: free to change until a checkpoint is in it.
-pub(super) const VIDEO_DECODER_SETTINGS: [&str; 8] = [
+pub(super) const VIDEO_DECODER_SETTINGS: [&str; 6] = [
     "video_decoder_steps",
     "video_decoder_lr",
     "video_decoder_noise",
     "video_decoder_temporal_mix",
     "video_decoder_dit_sigma",
     "video_decoder_dit_walk",
-    "video_decoder_sound_cue",
-    "video_decoder_codec_share",
 ];
 
 /// Settings measured, not adopted and removed (models/nano/README.md, "Retired settings"),
 /// each with the happyhorse commit that last had it; 0 or false means off, and a checkpoint
 /// trained with one on is another run's.
-const RETIRED_SETTINGS: [(&str, &str); 10] = [
+const RETIRED_SETTINGS: [(&str, &str); 12] = [
     ("codec_shape_invariance", "cd4d394"),
     ("codec_shape_box", "cd4d394"),
     ("video_decoder_code_swap", "cd4d394"),
@@ -894,6 +875,8 @@ const RETIRED_SETTINGS: [(&str, &str); 10] = [
     ("video_decoder_shape_token", "cd4d394"),
     ("video_decoder_contact_weight", "e5cca17"),
     ("video_decoder_align_px", "af9a55a"),
+    ("video_decoder_sound_cue", "54a51b0"),
+    ("video_decoder_codec_share", "54a51b0"),
 ];
 
 /// The settings a checkpoint at `stage`, `step` has not been trained with yet.

@@ -49,7 +49,7 @@ impl Run<'_> {
         let x = frames_tensor(clip, &self.dev)?;
         let z = m.video_encoder.encode(&x)?;
         let zn = (&z + (noise_like(noise, &z)? * 0.05)?)?;
-        let y = m.video_decoder.decode(&zn, None)?;
+        let y = m.video_decoder.decode(&zn)?;
         let wv = self.pixel_weights(clip)?;
         let rec = weighted_mse(&y, &x, &wv)?;
         let loss = (rec + (z.sqr()?.mean_all()? * 1e-3)?)?;
@@ -126,11 +126,7 @@ impl Run<'_> {
             };
             (za, zv)
         };
-        let frames = m
-            .video_decoder
-            .decode(&zv, None)?
-            .clamp(-1.0, 1.0)?
-            .detach();
+        let frames = m.video_decoder.decode(&zv)?.clamp(-1.0, 1.0)?.detach();
         // The sound the world makes for this picture, where it shows contacts.
         let seen = match self.cfg.audio_decoder_picture_hits {
             true => picture_contacts(&frames, clip.scene.background, self.model_cfg.native_fps)?,
@@ -152,10 +148,7 @@ impl Run<'_> {
 
     /// The video-decoder stage's loss on a clip: the frozen encoder's latent plus noise of a
     /// level drawn from `[0, video_decoder_noise]` latent stds, or the DiT's estimate
-    /// ([`TrainConfig::video_decoder_dit_sigma`]; on a share
-    /// [`TrainConfig::video_decoder_codec_share`] of the clips the encoder's latent still),
-    /// decoded to the clip's frames; a decoder with the sound cue hears the sound latent of
-    /// the same estimate or encoding.
+    /// ([`TrainConfig::video_decoder_dit_sigma`]), decoded to the clip's frames.
     pub(super) fn video_decoder_loss(
         &self,
         clip: &Clip,
@@ -168,31 +161,18 @@ impl Run<'_> {
         let x = frames_tensor(clip, &self.dev)?;
         let dit_sigma = (self.cfg.video_decoder_dit_sigma > 0.0)
             .then(|| uniform(noise.sample(1)[0]) * self.cfg.video_decoder_dit_sigma as f64);
-        // Drawn only when asked, so the recipe's noise stream is unchanged.
-        let share = self.cfg.video_decoder_codec_share;
-        let dit_sigma =
-            dit_sigma.filter(|_| share <= 0.0 || uniform(noise.sample(1)[0]) >= share as f64);
-        let hears = m.video_decoder.hears();
-        let (z, sound) = if let Some(sigma) = dit_sigma {
+        let z = if let Some(sigma) = dit_sigma {
             let walk = self.cfg.video_decoder_dit_walk;
-            let (zv, za) = self.dit_estimate(clip, lat, sigma, walk, &mut noise)?;
-            (zv, hears.then_some(za))
+            self.dit_estimate(clip, lat, sigma, walk, &mut noise)?.0
         } else {
             let z = m.video_encoder.encode(&x)?.detach();
             let level = uniform(noise.sample(1)[0]) * self.cfg.video_decoder_noise as f64;
             let std = decoder_noise_std(&lat.video_std, self.cfg.shape_code_channels());
             let std = Tensor::from_slice(&std, (1, std.len(), 1, 1, 1), &self.dev)?;
             let e = noise_like(&mut noise, &z)?.broadcast_mul(&std)?;
-            let sound = match hears {
-                true => {
-                    let a = Tensor::from_slice(&clip.audio, clip.audio.len(), &self.dev)?;
-                    Some(m.audio_encoder.encode(&a)?.detach())
-                }
-                false => None,
-            };
-            ((z + (e * level)?)?, sound)
+            (z + (e * level)?)?
         };
-        let y = m.video_decoder.decode(&z, sound.as_ref())?;
+        let y = m.video_decoder.decode(&z)?;
         weighted_mse(&y, &x, &self.pixel_weights(clip)?)
     }
 

@@ -127,15 +127,9 @@ pub(super) fn is_temporal_mix_var(name: &str) -> bool {
 }
 
 /// What only the decoder stages train: the video decoder's temporal mix (from the
-/// identity: zero) and sound cue (its `out` from zero), and the audio decoder's video cue
-/// (its `out` and `context` from zero).
+/// identity: zero) and the audio decoder's video cue (its `out` and `context` from zero).
 pub(super) fn is_decoder_stage_var(name: &str) -> bool {
-    is_temporal_mix_var(name) || is_sound_cue_var(name) || is_audio_cue_var(name)
-}
-
-/// The video decoder's sound cue ([`super::TrainConfig::video_decoder_sound_cue`]).
-pub(super) fn is_sound_cue_var(name: &str) -> bool {
-    name.starts_with("video_decoder.sound.")
+    is_temporal_mix_var(name) || is_audio_cue_var(name)
 }
 
 /// The audio decoder's video cue ([`super::TrainConfig::audio_decoder_video_cue`]).
@@ -197,7 +191,6 @@ pub(super) fn load_codecs(
     let (cfg_path, theirs) = read_model_config(dir)?;
     let their_video = VideoCodecConfig {
         temporal_mix: cfg.video.temporal_mix,
-        sound_cue: cfg.video.sound_cue,
         ..theirs.video.clone()
     };
     let their_audio = AudioCodecConfig {
@@ -257,14 +250,6 @@ pub(super) fn load_model(
                  --video-temporal-stride {}",
                 v.temporal_stride, ours.temporal_stride, v.temporal_stride
             ),
-        ));
-    }
-    if v.sound_cue && !ours.sound_cue {
-        return Err(bad(
-            cfg_path,
-            "its video decoder hears the sound (a sound cue), which this run would drop; pass \
-             --video-decoder-sound-cue true"
-                .into(),
         ));
     }
     if theirs.audio.video_cue && !cfg.audio.video_cue {

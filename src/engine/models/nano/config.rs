@@ -25,12 +25,6 @@ pub struct VideoCodecConfig {
     /// time a latent frame spans (0.25 s at 8 fps) for twice the video tokens.
     #[serde(default = "VideoCodecConfig::default_temporal_stride")]
     pub temporal_stride: usize,
-    /// The decoder also hears the sound ([`super::video_codec::SoundCue`]): each latent frame
-    /// is decoded knowing the audio latents of its pixel frames, one per frame, so a contact
-    /// the latent frame holds somewhere in its 0.5 s can land on the frame the hit sounds
-    /// in. Off in configs written before it existed.
-    #[serde(default)]
-    pub sound_cue: bool,
 }
 
 impl VideoCodecConfig {
@@ -253,7 +247,6 @@ impl NanoConfig {
                 channels: [32, 64, 96, 96],
                 temporal_mix: false,
                 temporal_stride: 4,
-                sound_cue: false,
             },
             audio: AudioCodecConfig {
                 latent_channels: za,
@@ -422,9 +415,14 @@ impl NanoConfig {
         self
     }
 
-    /// Video-decoder layers this version no longer builds (retired 2026-12-05, see
-    /// models/nano/README.md, "Retired settings"), as `config.json` keys of `video`.
-    pub const RETIRED_VIDEO_LAYERS: [&str; 2] = ["refine", "shape_token"];
+    /// Video-decoder layers this version no longer builds (see models/nano/README.md,
+    /// "Retired settings"), as `config.json` keys of `video`, each with the day it was
+    /// retired and the happyhorse commit that last built it.
+    pub const RETIRED_VIDEO_LAYERS: [(&str, &str, &str); 3] = [
+        ("refine", "2026-12-05", "cd4d394"),
+        ("shape_token", "2026-12-05", "cd4d394"),
+        ("sound_cue", "2026-12-06", "54a51b0"),
+    ];
 
     /// Reads a `config.json`. A model written while a retired layer existed loads when the
     /// layer is off, and is refused, by name, when its decoder has it: loaded without it,
@@ -432,11 +430,11 @@ impl NanoConfig {
     pub fn from_json(text: &str) -> candle::Result<Self> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| candle::Error::Msg(e.to_string()))?;
-        for key in Self::RETIRED_VIDEO_LAYERS {
+        for (key, retired, commit) in Self::RETIRED_VIDEO_LAYERS {
             if value["video"][key].as_bool().unwrap_or(false) {
                 candle::bail!(
                     "video.{key} is on: its video decoder has a layer this happyhorse no longer \
-                     builds (retired 2026-12-05); use happyhorse at commit cd4d394 for it"
+                     builds (retired {retired}); use happyhorse at commit {commit} for it"
                 )
             }
         }
@@ -595,7 +593,7 @@ mod tests {
 
         // A retired layer loads when it is off and is refused by name when it is on.
         let mut json = serde_json::to_value(&cfg).unwrap();
-        for key in NanoConfig::RETIRED_VIDEO_LAYERS {
+        for (key, _, commit) in NanoConfig::RETIRED_VIDEO_LAYERS {
             json["video"][key] = false.into();
             assert_eq!(NanoConfig::from_json(&json.to_string()).unwrap(), cfg);
             json["video"][key] = true.into();
@@ -604,6 +602,7 @@ mod tests {
                 err.to_string().contains(&format!("video.{key} is on")),
                 "{err}"
             );
+            assert!(err.to_string().contains(commit), "{err}");
             json["video"][key] = false.into();
         }
         old.validate().unwrap();

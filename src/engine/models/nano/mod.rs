@@ -51,11 +51,7 @@ impl Nano {
             cfg: cfg.clone(),
             dit: MagiHuman::new(&cfg.dit, &cfg.data_proxy, vb.pp("dit"))?,
             video_encoder: VideoEncoder::new(&cfg.video, vb.pp("video_encoder"))?,
-            video_decoder: VideoDecoder::new(
-                &cfg.video,
-                cfg.audio.latent_channels,
-                vb.pp("video_decoder"),
-            )?,
+            video_decoder: VideoDecoder::new(&cfg.video, vb.pp("video_decoder"))?,
             audio_encoder: AudioEncoder::new(&cfg.audio, vb.pp("audio_encoder"))?,
             audio_decoder: AudioDecoder::new(&cfg.audio, vb.pp("audio_decoder"))?,
             text_encoder: TextEncoder::new(&cfg.text, vb.pp("text_encoder"))?,

@@ -8,13 +8,11 @@
 //! each latent frame's neighbours (a residual conv over the features of frames t-1, t, t+1,
 //! at the latent's resolution and again before the output): decoded alone, a group of 4
 //! frames from an imperfect latent drifts within itself and jumps back at the next group, a
-//! sawtooth that reads as a hop every 0.5 s. With `sound_cue` it also hears the sound
-//! ([`SoundCue`]): a latent frame says that an object lands somewhere in its 0.5 s, the audio
-//! latents of its pixel frames say in which frame the hit sounds.
+//! sawtooth that reads as a hop every 0.5 s.
 
 use candle::{Module, Result, Tensor};
 use candle_core as candle;
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
 
 use super::config::VideoCodecConfig;
 
@@ -105,87 +103,6 @@ impl TemporalMix {
     }
 }
 
-/// What the video decoder hears ([`VideoCodecConfig::sound_cue`]): for each latent frame,
-/// the audio latents of its own pixel frames and of its neighbours' (one audio latent per
-/// pixel frame, the first frame repeated to fill its group as the encoder does), through a
-/// small MLP (its hidden layer normalised per latent frame) to a vector added to the decoder's features at the latent's resolution (three
-/// upsampling convs still follow, to draw it where the object is) and to a scale and shift
-/// of its full-resolution features, which `conv_out` splits into the group's frames. The
-/// `out` layers start at zero (the trainer's init), so a decoder trained without the cue
-/// decodes as before until the video-decoder stage trains it.
-#[derive(Debug, Clone)]
-pub struct SoundCue {
-    group: usize,
-    hidden: Linear,
-    latent: Linear,
-    scale: Linear,
-    shift: Linear,
-}
-
-impl SoundCue {
-    /// Width of the hidden layer.
-    const HIDDEN: usize = 128;
-
-    fn new(cfg: &VideoCodecConfig, sound_channels: usize, vb: VarBuilder) -> Result<Self> {
-        let (c, g, h) = (cfg.channels, cfg.temporal_stride, Self::HIDDEN);
-        let out = vb.pp("out");
-        Ok(Self {
-            group: g,
-            hidden: linear(3 * g * sound_channels, h, vb.pp("hidden"))?,
-            latent: linear(h, c[3], out.pp("latent"))?,
-            scale: linear(h, c[0], out.pp("scale"))?,
-            shift: linear(h, c[0], out.pp("shift"))?,
-        })
-    }
-
-    /// Audio latents `[1, g(T-1)+1, Ca]` (the encoder's scale) → `[T, HIDDEN]`, one row per
-    /// latent frame.
-    fn hear(&self, sound: &Tensor, t: usize) -> Result<Tensor> {
-        let g = self.group;
-        let (b, na, ca) = sound.dims3()?;
-        if b != 1 || na != g * (t - 1) + 1 {
-            candle::bail!(
-                "nano video decoder: the sound {:?} does not cover {t} latent frames (one audio \
-                 latent per pixel frame: [1, {}, C])",
-                sound.dims(),
-                g * (t - 1) + 1
-            )
-        }
-        let s = sound.squeeze(0)?;
-        let grouped = if g == 1 {
-            s
-        } else {
-            let first = s.narrow(0, 0, 1)?.repeat((g - 1, 1))?;
-            Tensor::cat(&[&first, &s], 0)?.reshape((t, g * ca))?
-        };
-        let (prev, next) = if t == 1 {
-            (grouped.clone(), grouped.clone())
-        } else {
-            (
-                Tensor::cat(
-                    &[&grouped.narrow(0, 0, 1)?, &grouped.narrow(0, 0, t - 1)?],
-                    0,
-                )?,
-                Tensor::cat(
-                    &[&grouped.narrow(0, 1, t - 1)?, &grouped.narrow(0, t - 1, 1)?],
-                    0,
-                )?,
-            )
-        };
-        let h = Tensor::cat(&[&prev, &grouped, &next], 1)?.apply(&self.hidden)?;
-        // Each row to unit RMS: the audio latents' stds are 4-9 at the encoder's scale, and
-        // the `out` layers, which start at zero, would otherwise move the picture in leaps.
-        let rms = (h.sqr()?.mean_keepdim(1)? + 1e-6)?.sqrt()?;
-        h.broadcast_div(&rms)?.silu()
-    }
-
-    /// `[T, C]` → `[T, C, 1, 1]`, to broadcast over a feature map.
-    fn per_frame(x: Tensor) -> Result<Tensor> {
-        let (t, c) = x.dims2()?;
-        x.reshape((t, c, 1, 1))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct VideoDecoder {
     /// Pixel frames per latent frame.
@@ -195,13 +112,10 @@ pub struct VideoDecoder {
     conv_out: Conv2d,
     /// `(mix_in, mix_out)` with `temporal_mix`.
     mix: Option<(TemporalMix, TemporalMix)>,
-    /// With `sound_cue`.
-    sound: Option<SoundCue>,
 }
 
 impl VideoDecoder {
-    /// `sound_channels`: the audio latent's channels, which the cue hears (unused without it).
-    pub fn new(cfg: &VideoCodecConfig, sound_channels: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &VideoCodecConfig, vb: VarBuilder) -> Result<Self> {
         let c = cfg.channels;
         let conv_in = conv(cfg.latent_channels, c[3], 3, 1, vb.pp("conv_in"))?;
         let up = (0..3)
@@ -217,43 +131,23 @@ impl VideoDecoder {
         } else {
             None
         };
-        let sound = if cfg.sound_cue {
-            Some(SoundCue::new(cfg, sound_channels, vb.pp("sound"))?)
-        } else {
-            None
-        };
         Ok(Self {
             group,
             conv_in,
             up,
             conv_out,
             mix,
-            sound,
         })
     }
 
-    /// Whether the decoder hears the sound ([`VideoCodecConfig::sound_cue`]).
-    pub fn hears(&self) -> bool {
-        self.sound.is_some()
-    }
-
-    /// `[1, z, T, h, w]` → `[s(T-1)+1, 3, 8h, 8w]`, unclamped (roughly [-1, 1]). `sound`, the
-    /// audio latents `[1, s(T-1)+1, Ca]` at the encoder's scale, is heard by a decoder with
-    /// the cue; without it such a decoder draws as one without the cue.
-    pub fn decode(&self, latent: &Tensor, sound: Option<&Tensor>) -> Result<Tensor> {
+    /// `[1, z, T, h, w]` → `[s(T-1)+1, 3, 8h, 8w]`, unclamped (roughly [-1, 1]).
+    pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         let (b, _z, t, h, w) = latent.dims5()?;
         if b != 1 {
             candle::bail!("nano video decoder: batch 1 only, got {:?}", latent.dims())
         }
-        let heard = match (&self.sound, sound) {
-            (Some(cue), Some(sound)) => Some((cue, cue.hear(sound, t)?)),
-            _ => None,
-        };
         let frames = latent.squeeze(0)?.permute((1, 0, 2, 3))?.contiguous()?;
         let mut x = self.conv_in.forward(&frames)?.silu()?;
-        if let Some((cue, hidden)) = &heard {
-            x = x.broadcast_add(&SoundCue::per_frame(hidden.apply(&cue.latent)?)?)?;
-        }
         if let Some((mix_in, _)) = &self.mix {
             x = mix_in.forward(&x)?;
         }
@@ -262,11 +156,6 @@ impl VideoDecoder {
             hh *= 2;
             ww *= 2;
             x = u.forward(&x.upsample_nearest2d(hh, ww)?)?.silu()?;
-        }
-        if let Some((cue, hidden)) = &heard {
-            let scale = SoundCue::per_frame(hidden.apply(&cue.scale)?)?;
-            let shift = SoundCue::per_frame(hidden.apply(&cue.shift)?)?;
-            x = x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
         }
         if let Some((_, mix_out)) = &self.mix {
             x = mix_out.forward(&x)?;
@@ -290,7 +179,6 @@ mod tests {
             channels: [4, 8, 8, 8],
             temporal_mix,
             temporal_stride: 4,
-            sound_cue: false,
         }
     }
 
@@ -305,12 +193,12 @@ mod tests {
             let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &dev);
             let (enc, dec) = (
                 VideoEncoder::new(&cfg, vb.pp("e")).unwrap(),
-                VideoDecoder::new(&cfg, 4, vb.pp("d")).unwrap(),
+                VideoDecoder::new(&cfg, vb.pp("d")).unwrap(),
             );
             let x = Tensor::zeros((frames, 3, 16, 24), DType::F32, &dev).unwrap();
             let z = enc.encode(&x).unwrap();
             assert_eq!(z.dims(), &[1, 4, latent_frames, 2, 3], "stride {stride}");
-            assert_eq!(dec.decode(&z, None).unwrap().dims(), &[frames, 3, 16, 24]);
+            assert_eq!(dec.decode(&z).unwrap().dims(), &[frames, 3, 16, 24]);
             assert_eq!(cfg.frames().pixel_frames(latent_frames), frames);
         }
         // A frame count the layout cannot hold is refused, with the layout named.
@@ -329,8 +217,7 @@ mod tests {
         let dev = Device::Cpu;
         let z = Tensor::ones((1, 4, 2, 2, 2), DType::F32, &dev).unwrap();
         let l = (Tensor::ones((1, 4, 1, 2, 2), DType::F32, &dev).unwrap() * last as f64).unwrap();
-        dec.decode(&Tensor::cat(&[&z, &l], 2).unwrap(), None)
-            .unwrap()
+        dec.decode(&Tensor::cat(&[&z, &l], 2).unwrap()).unwrap()
     }
 
     fn values(t: &Tensor) -> Vec<f32> {
@@ -341,8 +228,8 @@ mod tests {
     fn temporal_mix_starts_as_the_identity_and_lets_a_group_see_the_next_latent() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let plain = VideoDecoder::new(&config(false), 4, vb.clone()).unwrap();
-        let mixed = VideoDecoder::new(&config(true), 4, vb).unwrap();
+        let plain = VideoDecoder::new(&config(false), vb.clone()).unwrap();
+        let mixed = VideoDecoder::new(&config(true), vb).unwrap();
         // Decoded alone, the middle group (frames 1..5) ignores the last latent frame.
         let (a, b) = (decode(&plain, 1.0), decode(&plain, -1.0));
         assert_eq!(a.dims(), &[9, 3, 16, 16]);
@@ -357,51 +244,5 @@ mod tests {
             }
         }
         assert_eq!(values(&decode(&mixed, 1.0)), values(&a));
-    }
-
-    #[test]
-    fn the_sound_cue_starts_silent_and_each_latent_frame_hears_its_own_and_its_neighbours_frames() {
-        let dev = Device::Cpu;
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let cfg = VideoCodecConfig {
-            sound_cue: true,
-            ..config(false)
-        };
-        let dec = VideoDecoder::new(&cfg, 3, vb).unwrap();
-        assert!(dec.hears());
-        // 4 latent frames: 13 pixel frames, groups [0], [1..5], [5..9], [9..13].
-        let z = Tensor::randn(0f32, 1.0, (1, 4, 4, 2, 2), &dev).unwrap();
-        let quiet = Tensor::zeros((1, 13, 3), DType::F32, &dev).unwrap();
-        // A hit in pixel frame 2 (the second group).
-        let mut hit = vec![0f32; 13 * 3];
-        hit[2 * 3..3 * 3].copy_from_slice(&[2.0, -1.0, 1.5]);
-        let hit = Tensor::from_vec(hit, (1, 13, 3), &dev).unwrap();
-        let (a, b) = (
-            dec.decode(&z, Some(&quiet)).unwrap(),
-            dec.decode(&z, Some(&hit)).unwrap(),
-        );
-        assert_eq!(a.dims(), &[13, 3, 16, 16]);
-        // Its own group and the groups either side hear it; the last group does not.
-        for (frames, heard) in [(0..1, true), (1..5, true), (5..9, true), (9..13, false)] {
-            let differ =
-                values(&a.i(frames.clone()).unwrap()) != values(&b.i(frames.clone()).unwrap());
-            assert_eq!(differ, heard, "frames {frames:?}");
-        }
-        // A sound that does not cover the frames is refused, with the shape it needs named.
-        let short = Tensor::zeros((1, 12, 3), DType::F32, &dev).unwrap();
-        let err = dec.decode(&z, Some(&short)).unwrap_err().to_string();
-        assert!(err.contains("[1, 13, C]"), "{err}");
-        // Its `out` layers zeroed, as training starts them, it draws as with no sound at all.
-        for (name, var) in varmap.data().lock().unwrap().iter() {
-            if name.starts_with("sound.out.") {
-                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
-            }
-        }
-        let silent = dec.decode(&z, None).unwrap();
-        assert_eq!(
-            values(&dec.decode(&z, Some(&hit)).unwrap()),
-            values(&silent)
-        );
     }
 }
