@@ -1067,6 +1067,16 @@ mod tests {
                 serde_json::json!(0),
                 serde_json::json!(4),
             ),
+            (
+                "video_decoder_sound_cue",
+                serde_json::json!(false),
+                serde_json::json!(true),
+            ),
+            (
+                "video_decoder_codec_share",
+                serde_json::json!(0.0),
+                serde_json::json!(0.5),
+            ),
         ] {
             let mut saved = now.clone();
             saved.insert(setting.into(), off);
