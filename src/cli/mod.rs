@@ -298,6 +298,10 @@ pub enum TrainCommand {
         /// this many on each side, plus all audio and text (default: every layer global).
         #[arg(long)]
         dit_local_field: Option<usize>,
+        /// The DiT's depth (6 in the recipe); the first and last layers stay the expert ones.
+        /// A new run only.
+        #[arg(long)]
+        dit_layers: Option<usize>,
         /// Weight of the sync probe in the second phase (default: the first phase's).
         #[arg(long)]
         dit_restart_sync_probe_weight: Option<f32>,
@@ -751,6 +755,7 @@ pub fn run(cli: Cli) -> CliResult {
                     video_temporal_stride,
                     video_latent_channels,
                     dit_local_field,
+                    dit_layers,
                     dit_decoupled_noise,
                     audio_decoder_steps,
                     audio_decoder_lr,
@@ -815,6 +820,7 @@ pub fn run(cli: Cli) -> CliResult {
             cfg.video_temporal_stride = video_temporal_stride.unwrap_or(cfg.video_temporal_stride);
             cfg.video_latent_channels = video_latent_channels.unwrap_or(cfg.video_latent_channels);
             cfg.dit_local_field = dit_local_field.or(cfg.dit_local_field);
+            cfg.dit_layers = dit_layers.unwrap_or(cfg.dit_layers);
             cfg.audio_decoder_steps = audio_decoder_steps.unwrap_or(cfg.audio_decoder_steps);
             cfg.audio_decoder_lr = audio_decoder_lr.unwrap_or(cfg.audio_decoder_lr);
             cfg.audio_decoder_noise = audio_decoder_noise.unwrap_or(cfg.audio_decoder_noise);

@@ -285,6 +285,10 @@ pub struct TrainConfig {
     /// global, the recipe.
     #[serde(default)]
     pub dit_local_field: Option<usize>,
+    /// The DiT's depth: 6 in the recipe, its expert layers the first and the last
+    /// ([`NanoConfig::with_dit_layers`](crate::engine::models::nano::NanoConfig::with_dit_layers)).
+    #[serde(default = "TrainConfig::default_dit_layers")]
+    pub dit_layers: usize,
     /// Share of the DiT's training clips whose audio takes a noise level of its own, drawn
     /// like the video's but apart from it (the rest share one level, as sampling does). The
     /// committed DiT's sound does not depend on its picture: with the audio noise fixed,
@@ -399,6 +403,10 @@ impl TrainConfig {
         16
     }
 
+    fn default_dit_layers() -> usize {
+        6
+    }
+
     /// The recipe behind the committed `models/nano/` weights, about 2 h 4 min on the 2-core
     /// CPU alone (`models/nano/TRAINING_LOG.txt`; its codec stage shared the CPU when logged):
     /// - codecs: the video codec 3600 steps of 2 clips of 5-9 frames (~0.65 s/step, 39 min;
@@ -483,6 +491,7 @@ impl TrainConfig {
             video_temporal_stride: 4,
             video_latent_channels: 16,
             dit_local_field: None,
+            dit_layers: 6,
             text_probe_weight: 1.0,
             sync_probe_weight: 0.0,
             dit_restart_sync_probe_weight: None,
@@ -560,6 +569,9 @@ impl TrainConfig {
         }
         if !matches!(self.video_temporal_stride, 1 | 2 | 4) {
             return bad("video_temporal_stride is the pixel frames per latent frame: 1, 2 or 4");
+        }
+        if self.dit_layers < 2 {
+            return bad("dit_layers must be at least 2 (the first and last are the expert layers)");
         }
         if self.video_latent_channels < 4 {
             return bad("video_latent_channels must be at least 4 (the shape code takes 3)");

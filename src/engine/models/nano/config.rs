@@ -385,6 +385,15 @@ impl NanoConfig {
         self
     }
 
+    /// This config with a DiT of `n` layers: the expert layers stay the first and the last,
+    /// gelu7 the first, as in the shipped 6.
+    pub fn with_dit_layers(mut self, n: usize) -> Self {
+        self.dit.num_layers = n;
+        self.dit.mm_layers = vec![0, n.saturating_sub(1)];
+        self.dit.gelu7_layers = vec![0];
+        self
+    }
+
     /// This config with local attention in the DiT's inner layers (every layer but the
     /// expert layers at either end): a video token reads its latent frame and `field` frames
     /// on each side, plus all audio and text; audio and text read everything. MagiHuman's
@@ -688,6 +697,18 @@ mod tests {
         no_field.data_proxy.frame_receptive_field = -1;
         let err = no_field.validate().unwrap_err().to_string();
         assert!(err.contains("frame_receptive_field"), "{err}");
+    }
+
+    #[test]
+    fn a_deeper_dit_keeps_its_experts_at_either_end() {
+        let cfg = NanoConfig::nano(127).with_dit_layers(8);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.dit.num_layers, 8);
+        assert_eq!(cfg.dit.mm_layers, [0, 7]);
+        assert_eq!(cfg.dit.gelu7_layers, [0]);
+        // Local attention then covers the six layers between them.
+        let local = cfg.with_local_attention(1);
+        assert_eq!(local.dit.local_attn_layers, [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]
