@@ -403,7 +403,7 @@ impl TrainConfig {
         16
     }
 
-    fn default_dit_layers() -> usize {
+    pub(super) fn default_dit_layers() -> usize {
         6
     }
 
