@@ -416,7 +416,7 @@ impl NanoPipeline {
         let cfg = &self.model.cfg;
         let native = cfg.native_fps;
         let n_native = ((duration_s * native as f32).round() as usize).max(1);
-        // [4(T-1)+1, 3, H, W], as they are shown; a decoder with the cue sees them.
+        // [4(T-1)+1, 3, H, W], as they are shown; an audio decoder with the video cue sees them.
         let shown = self.model.video_decoder.decode(zv)?.clamp(-1.0, 1.0)?;
         let frames = ((&shown + 1.0)? * 127.5)?
             .round()?
