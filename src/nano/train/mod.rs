@@ -386,9 +386,7 @@ pub fn run(
     if cfg.dit_clock {
         model_cfg = model_cfg.with_clock(&cfg.dit_clock_periods_s);
     }
-    // The tests' tiny config keeps its own depth unless another than the recipe's is asked.
-    let asked_depth = !cfg.tiny || cfg.dit_layers != TrainConfig::default_dit_layers();
-    if asked_depth && cfg.dit_layers != model_cfg.dit.num_layers {
+    if cfg.dit_layers != model_cfg.dit.num_layers {
         model_cfg = model_cfg.with_dit_layers(cfg.dit_layers);
     }
     if let Some(field) = cfg.dit_local_field {

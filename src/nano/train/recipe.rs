@@ -403,7 +403,7 @@ impl TrainConfig {
         16
     }
 
-    pub(super) fn default_dit_layers() -> usize {
+    fn default_dit_layers() -> usize {
         6
     }
 
@@ -516,6 +516,8 @@ impl TrainConfig {
     pub fn smoke(out_dir: PathBuf) -> Self {
         Self {
             tiny: true,
+            // The tiny model's own depth (`NanoConfig::tiny_for_tests`).
+            dit_layers: 2,
             codec_steps: 12,
             audio_codec_steps: 12,
             dit_steps: 12,
@@ -1006,6 +1008,18 @@ pub(super) fn lr_at(base: f64, step: usize, warmup: usize, total: usize) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_smoke_run_trains_the_tiny_models_depth_and_the_recipe_six_layers() {
+        let tiny = nano::NanoConfig::tiny_for_tests(10);
+        assert_eq!(
+            TrainConfig::smoke(PathBuf::from("run")).dit_layers,
+            tiny.dit.num_layers
+        );
+        let recipe = TrainConfig::nano(PathBuf::from("run"));
+        assert_eq!(recipe.dit_layers, nano::NanoConfig::nano(10).dit.num_layers);
+        assert_eq!(recipe.dit_layers, TrainConfig::default_dit_layers());
+    }
 
     #[test]
     fn clock_periods_and_the_window_are_validated_and_the_window_counts_as_generate_does() {
